@@ -1,0 +1,41 @@
+# The two set-up commands of the README: `make quickstart` and `make test`.
+# Each creates .venv, installs the project and fetches what the machine lacks (Debian packages).
+VENV := .venv
+PY := $(VENV)/bin/python
+DIKD := $(VENV)/bin/dikd
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PG_BIN := /usr/lib/postgresql/15/bin/postgres
+APT := DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: quickstart test lint setup data system-test-deps clean
+
+setup: $(VENV)/.installed
+
+# torch and torchvision are pinned to the builds that lie on this machine kind's disk.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(FMNIST):
+	$(APT) update -qq && $(APT) install -y -qq dataset-fashion-mnist
+
+data: $(FMNIST)
+
+system-test-deps: data
+	@test -x $(PG_BIN) || ($(APT) update -qq && $(APT) install -y -qq postgresql)
+	@test -x /usr/bin/chromium || ($(APT) update -qq && $(APT) install -y -qq chromium)
+
+quickstart: setup data
+	$(DIKD) quickstart
+
+test: setup system-test-deps
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) dikd.db quickstart

@@ -1,0 +1,587 @@
+"""Data sets by name, and batches on the training device.
+
+Small data sets (Fashion-MNIST, CIFAR-10/100) live on the device as one uint8 tensor per split;
+a batch is a slice of a `randperm`, cropped, flipped and normalised on the device in a few
+vectorised ops (airbench's recipe). Image folders go through a torch DataLoader.
+
+The validation split is carved from the training split with a seeded permutation, so the test
+split is never looked at while searching.
+"""
+
+from __future__ import annotations
+
+import abc
+import gzip
+import os
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from objectives._errors import ConfigError
+
+DEFAULT_ROOT = "~/.cache/dikd/data"
+SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # apt package dataset-fashion-mnist
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_FIX = "pass data_dir=... or set download: true"
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about a data set; sizes are after subset and split."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]  # (height, width) of the batches, pixels
+    train_size: int  # training images
+    val_size: int  # validation images
+
+
+class TrainingData(abc.ABC):
+    """A training and a validation split that yield normalised float32 NCHW batches on `device`."""
+
+    info: DataInfo
+    device: torch.device
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Full batches in one epoch (the last partial batch is dropped)."""
+        _check_batch_size(batch_size)
+        if batch_size > self.info.train_size:
+            raise ConfigError(
+                f"batch_size {batch_size} is larger than the {self.info.train_size} training "
+                f"images of {self.info.name}: lower batch_size or raise subset"
+            )
+        return self.info.train_size // batch_size
+
+    @abc.abstractmethod
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """One epoch of shuffled, augmented batches; all randomness comes from `generator`."""
+
+    @abc.abstractmethod
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The whole validation split once, in order, not augmented, last batch partial."""
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What `load_data` was asked for; a registered loader receives it."""
+
+    name: str  # the full name, e.g. "imagefolder:/data/pets"
+    arg: str | None  # the part after ':' for names such as imagefolder:<path>
+    device: torch.device
+    root: str | None
+    download: bool
+    subset: int | None
+    val_fraction: float
+    image_size: int | None
+    augment: bool
+    seed: int
+    num_workers: int
+    flip: bool  # horizontal flips suit this data set (a registry flag)
+
+
+Loader = Callable[[LoadRequest], TrainingData]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    loader: Loader
+    flip: bool
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_dataset(name: str, *, flip: bool = True) -> Callable[[Loader], Loader]:
+    """Decorator: register `loader(request) -> TrainingData` under `name`.
+
+    A name like "imagefolder:<path>" takes an argument: "imagefolder:/data/x" reaches the loader
+    with `request.arg == "/data/x"`. `flip` says whether random horizontal flips suit the images.
+    """
+    key = name.partition(":")[0]
+
+    def decorator(loader: Loader) -> Loader:
+        if key in _REGISTRY:
+            raise ValueError(f"data set {key!r} is already registered")
+        _REGISTRY[key] = _Entry(name, loader, flip)
+        return loader
+
+    return decorator
+
+
+def list_datasets() -> list[str]:
+    """Registered data set names, e.g. ["fashion-mnist", ..., "imagefolder:<path>"]."""
+    return [entry.name for entry in _REGISTRY.values()]
+
+
+def load_data(
+    name: str,
+    *,
+    device: torch.device | str,
+    root: str | None = None,
+    download: bool = False,
+    subset: int | None = None,
+    val_fraction: float = 0.1,
+    image_size: int | None = None,
+    augment: bool = True,
+    seed: int = 0,
+    num_workers: int = 2,
+) -> TrainingData:
+    """Load data set `name` with its validation split; batches come out on `device`.
+
+    `subset` training images are chosen first (seeded by `seed`), then `val_fraction` of them
+    are held out for validation (image folders use their val/ folder instead). `image_size`
+    resizes the images to that many pixels a side.
+    """
+    key, colon, arg = name.partition(":")
+    entry = _REGISTRY.get(key)
+    takes_arg = entry is not None and ":" in entry.name
+    if entry is None or (colon and not takes_arg):
+        choices = list_datasets()
+        raise ConfigError(
+            f"unknown data set {name!r}: choose {', '.join(choices[:-1])} or {choices[-1]}"
+        )
+    if takes_arg and not arg:
+        raise ConfigError(f"data set {name!r} needs an argument: use {entry.name}")
+    if subset is not None and subset < 1:
+        raise ConfigError(f"subset must be at least 1 image, got {subset}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if image_size is not None and image_size < 1:
+        raise ConfigError(f"image_size must be at least 1 pixel, got {image_size}")
+    if num_workers < 0:
+        raise ConfigError(f"num_workers must be at least 0, got {num_workers}")
+    request = LoadRequest(
+        name=name,
+        arg=arg or None,
+        device=torch.device(device),
+        root=root,
+        download=download,
+        subset=subset,
+        val_fraction=val_fraction,
+        image_size=image_size,
+        augment=augment,
+        seed=seed,
+        num_workers=num_workers,
+        flip=entry.flip,
+    )
+    return entry.loader(request)
+
+
+# --- small data sets, resident on the device -------------------------------------------------
+
+
+def split_indices(
+    n: int, *, subset: int | None, val_fraction: float, seed: int, name: str
+) -> tuple[Tensor, Tensor]:
+    """Seeded (train, val) indices into `n` images: `subset` of them, then a val_fraction."""
+    if subset is not None and subset > n:
+        raise ConfigError(
+            f"subset {subset} is larger than the {n} training images of {name}: "
+            "lower subset or leave it unset"
+        )
+    chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: subset or n]
+    n_val = int(len(chosen) * val_fraction + 0.5)
+    if val_fraction > 0:
+        n_val = max(n_val, 1)
+    if n_val >= len(chosen):
+        raise ConfigError(
+            f"val_fraction {val_fraction} of {len(chosen)} images leaves no training images "
+            f"for {name}: lower val_fraction or raise subset"
+        )
+    return chosen[n_val:], chosen[:n_val]
+
+
+def crop_flip(x: Tensor, pad: int, shifts: Tensor, flips: Tensor | None) -> Tensor:
+    """Random crops of a zero-padded batch, mirrored where `flips`, in one gather.
+
+    `shifts` (B, 2) holds each sample's crop offset in [0, 2*pad] (rows, columns); shift (pad,
+    pad) and no flip returns the sample unchanged.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = shifts[:, 0:1] + torch.arange(h, device=x.device)  # (B, H)
+    cols = torch.arange(w, device=x.device).expand(b, w)
+    if flips is not None:
+        cols = torch.where(flips[:, None], w - 1 - cols, cols)
+    cols = cols + shifts[:, 1:2]  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class TensorData(TrainingData):
+    """Both splits as uint8 tensors on the device; batches are index slices of a randperm."""
+
+    def __init__(
+        self,
+        info: DataInfo,
+        train: tuple[Tensor, Tensor],
+        val: tuple[Tensor, Tensor],
+        *,
+        augment: bool,
+        flip: bool,
+    ) -> None:
+        self.info = info
+        self.train_images, self.train_labels = train
+        self.val_images, self.val_labels = val
+        self.device = self.train_images.device
+        self.augment = augment
+        self.flip = flip
+        # Pad 4 pixels for 32-pixel images, in proportion for other sizes.
+        self.pad = max(1, int(min(info.image_size) / 8 + 0.5))
+        mean, std = _channel_stats(self.train_images)
+        self.mean = mean
+        self.std = std
+        self._scale = (1.0 / std).view(1, -1, 1, 1)
+        self._shift = (-mean / std).view(1, -1, 1, 1)
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self._shift, x.float(), self._scale)
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        steps = self.steps_per_epoch(batch_size)
+        n = self.info.train_size
+        # All of the epoch's random draws up front, on the generator's device, then one copy.
+        gen_device = generator.device
+        order = torch.randperm(n, generator=generator, device=gen_device).to(self.device)
+        shifts = flips = None
+        if self.augment:
+            shifts = torch.randint(
+                0, 2 * self.pad + 1, (n, 2), generator=generator, device=gen_device
+            ).to(self.device)
+            if self.flip:
+                flips = torch.randint(0, 2, (n,), generator=generator, device=gen_device)
+                flips = flips.to(self.device, dtype=torch.bool)
+        for step in range(steps):
+            part = slice(step * batch_size, (step + 1) * batch_size)
+            index = order[part]
+            x = self.train_images[index]
+            if shifts is not None:
+                x = crop_flip(x, self.pad, shifts[part], None if flips is None else flips[part])
+            yield self._normalise(x), self.train_labels[index]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        _check_batch_size(batch_size)
+        for start in range(0, self.info.val_size, batch_size):
+            part = slice(start, start + batch_size)
+            yield self._normalise(self.val_images[part]), self.val_labels[part]
+
+
+def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std (0-255 units) of a uint8 NCHW tensor, in chunks to spare memory."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64, device=images.device)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float64)
+        total += x.sum(dim=(0, 2, 3))
+        squares += (x * x).sum(dim=(0, 2, 3))
+    count = images.numel() // c
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-3, std, torch.ones_like(std))  # a constant channel stays as is
+    return mean.float(), std.float()
+
+
+def _resize(images: Tensor, size: int, chunk: int = 1024) -> Tensor:
+    """Bilinear, antialiased resize of a uint8 NCHW tensor to size x size, done once at load."""
+    if images.shape[-2:] == (size, size):
+        return images
+    parts = []
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].float()
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        parts.append(x.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(parts)
+
+
+def tensor_data(
+    request: LoadRequest, images: Tensor, labels: Tensor, num_classes: int
+) -> TensorData:
+    """Split uint8 NCHW `images` (on the CPU) and their labels, and move them to the device."""
+    train_index, val_index = split_indices(
+        len(images),
+        subset=request.subset,
+        val_fraction=request.val_fraction,
+        seed=request.seed,
+        name=request.name,
+    )
+    device = request.device
+    splits = []
+    for index in (train_index, val_index):
+        x = images[index].to(device)
+        if request.image_size is not None:
+            x = _resize(x, request.image_size)
+        splits.append((x.contiguous(), labels[index].to(device, torch.int64)))
+    (train_x, train_y), val = splits
+    info = DataInfo(
+        name=request.name,
+        num_classes=num_classes,
+        in_channels=train_x.shape[1],
+        image_size=(train_x.shape[2], train_x.shape[3]),
+        train_size=len(train_x),
+        val_size=len(val[0]),
+    )
+    return TensorData(info, (train_x, train_y), val, augment=request.augment, flip=request.flip)
+
+
+def _data_root(request: LoadRequest) -> Path:
+    return Path(os.path.expanduser(request.root or DEFAULT_ROOT))
+
+
+def _missing_root(root: Path) -> FileNotFoundError:
+    return FileNotFoundError(f"data directory {root} not found: {_FIX}")
+
+
+# --- Fashion-MNIST ----------------------------------------------------------------------------
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip'd or not) as a numpy array: the MNIST family's format (big-endian)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    # Either the files themselves, or torchvision's layout <root>/FashionMNIST/raw.
+    for directory in (folder, folder / "FashionMNIST" / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (directory / name).is_file():
+                return directory / name
+    return None
+
+
+@register_dataset("fashion-mnist", flip=True)
+def _fashion_mnist(request: LoadRequest) -> TrainingData:
+    if request.root is None and os.path.isdir(SYSTEM_FASHION_MNIST):
+        root = Path(SYSTEM_FASHION_MNIST)
+    else:
+        root = _data_root(request)
+    image_file = _find_idx(root, "train-images-idx3-ubyte")
+    label_file = _find_idx(root, "train-labels-idx1-ubyte")
+    if image_file is not None and label_file is not None:
+        images = torch.from_numpy(_read_idx(image_file).copy()).unsqueeze(1)
+        labels = torch.from_numpy(_read_idx(label_file).astype(np.int64))
+    elif request.download:
+        import torchvision
+
+        dataset = torchvision.datasets.FashionMNIST(root, train=True, download=True)
+        images, labels = dataset.data.unsqueeze(1), dataset.targets
+    elif not root.is_dir():
+        raise _missing_root(root)
+    else:
+        raise FileNotFoundError(
+            f"Fashion-MNIST files train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz) "
+            f"not found in {root}: {_FIX}"
+        )
+    return tensor_data(request, images, labels, num_classes=10)
+
+
+# --- CIFAR-10 / CIFAR-100 ---------------------------------------------------------------------
+
+
+def _cifar(request: LoadRequest, dataset_class_name: str, num_classes: int) -> TrainingData:
+    import torchvision
+
+    dataset_class = getattr(torchvision.datasets, dataset_class_name)
+    root = _data_root(request)
+    if request.download:
+        dataset = dataset_class(root, train=True, download=True)  # verifies the md5 sums
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)
+        labels = torch.tensor(dataset.targets, dtype=torch.int64)
+        return tensor_data(request, images, labels, num_classes)
+    if not root.is_dir():
+        raise _missing_root(root)
+    # Read the pickles ourselves rather than through the torchvision class: it checks the md5
+    # of every file (train and test) on each load, which costs time and rejects the small files
+    # the tests write. The file names come from the torchvision class.
+    folder = root / dataset_class.base_folder
+    data, labels = [], []
+    for file_name, _md5 in dataset_class.train_list:
+        path = folder / file_name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{request.name} file {path} not found: pass data_dir=... (the folder that holds "
+                f"{dataset_class.base_folder}/) or set download: true"
+            )
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data.append(entry["data"])
+        labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    images = torch.from_numpy(np.concatenate(data).reshape(-1, 3, 32, 32))
+    return tensor_data(request, images, torch.tensor(labels, dtype=torch.int64), num_classes)
+
+
+@register_dataset("cifar10", flip=True)
+def _cifar10(request: LoadRequest) -> TrainingData:
+    return _cifar(request, "CIFAR10", 10)
+
+
+@register_dataset("cifar100", flip=True)
+def _cifar100(request: LoadRequest) -> TrainingData:
+    return _cifar(request, "CIFAR100", 100)
+
+
+# --- image folders, through a DataLoader ------------------------------------------------------
+
+
+class _Samples(torch.utils.data.Dataset):
+    """`indices` of an ImageFolder, transformed with a random state fixed by (seed, position).
+
+    Seeding each sample makes the augmentation depend only on the epoch's generator, whatever
+    the number of workers and whichever worker loads the sample.
+    """
+
+    def __init__(self, folder, indices: list[int], transform, seed: int | None) -> None:
+        self.folder = folder
+        self.indices = indices
+        self.transform = transform
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[Tensor, int]:
+        path, label = self.folder.samples[self.indices[position]]
+        image = self.folder.loader(path)
+        if self.seed is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed + position) % 2**63)
+            return self.transform(image), label
+
+
+def _image_folder(path: Path):
+    import torchvision
+
+    try:
+        return torchvision.datasets.ImageFolder(str(path))
+    except FileNotFoundError as e:  # its messages for empty folders span lines
+        raise FileNotFoundError(
+            f"no images found in the class subfolders of {path}: put them in {path}/<class>/"
+        ) from e
+
+
+class FolderData(TrainingData):
+    """An ImageFolder tree with train/ and val/; decoded and augmented by DataLoader workers."""
+
+    def __init__(self, request: LoadRequest, path: Path) -> None:
+        from torchvision.transforms import v2
+
+        self.device = request.device
+        self.num_workers = request.num_workers
+        self.train_folder = _image_folder(path / "train")
+        self.val_folder = _image_folder(path / "val")
+        if self.train_folder.classes != self.val_folder.classes:
+            raise ConfigError(
+                f"the class folders of {path / 'train'} and {path / 'val'} differ: "
+                "give both the same class subfolders"
+            )
+        n = len(self.train_folder)
+        if request.subset is not None and request.subset > n:
+            raise ConfigError(
+                f"subset {request.subset} is larger than the {n} training images of "
+                f"{request.name}: lower subset or leave it unset"
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(request.seed))
+        self.train_indices = order[: request.subset or n].tolist()
+        size = request.image_size or 224
+        finish = [
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+        self.val_transform = v2.Compose(
+            [v2.Resize(int(size * 1.14), antialias=True), v2.CenterCrop(size), *finish]
+        )
+        if request.augment:
+            flip = [v2.RandomHorizontalFlip()] if request.flip else []
+            self.train_transform = v2.Compose(
+                [v2.RandomResizedCrop(size, antialias=True), *flip, *finish]
+            )
+        else:
+            self.train_transform = self.val_transform
+        self.augment = request.augment
+        self.info = DataInfo(
+            name=request.name,
+            num_classes=len(self.train_folder.classes),
+            in_channels=3,
+            image_size=(size, size),
+            train_size=len(self.train_indices),
+            val_size=len(self.val_folder),
+        )
+
+    def _batches(self, dataset: _Samples, batch_size: int, drop_last: bool):
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,  # the order is already shuffled where it should be
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # Only seeds the workers (samples are seeded themselves); keeps the global RNG as is.
+            generator=torch.Generator().manual_seed(0),
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        self.steps_per_epoch(batch_size)
+        order = torch.randperm(len(self.train_indices), generator=generator, device="cpu")
+        seed = None
+        if self.augment:
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator, device="cpu"))
+        indices = [self.train_indices[i] for i in order.tolist()]
+        dataset = _Samples(self.train_folder, indices, self.train_transform, seed)
+        yield from self._batches(dataset, batch_size, drop_last=True)
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        _check_batch_size(batch_size)
+        indices = list(range(len(self.val_folder)))
+        dataset = _Samples(self.val_folder, indices, self.val_transform, None)
+        yield from self._batches(dataset, batch_size, drop_last=False)
+
+
+@register_dataset("imagefolder:<path>", flip=True)
+def _imagefolder(request: LoadRequest) -> TrainingData:
+    if not request.arg:
+        raise ConfigError(f"data set {request.name!r} needs a path: use imagefolder:<path>")
+    path = Path(os.path.expanduser(request.arg))
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"image folder {path} not found: use imagefolder:<path> with a folder that holds "
+            "train/ and val/"
+        )
+    for split in ("train", "val"):
+        if not (path / split).is_dir():
+            raise FileNotFoundError(
+                f"image folder {path} has no {split}/ subfolder: put the images in "
+                f"{path}/train/<class>/ and {path}/val/<class>/"
+            )
+    return FolderData(request, path)

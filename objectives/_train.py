@@ -1,0 +1,368 @@
+"""One real training run: full and reduced steps interleaved by a Schedule.
+
+Read top to bottom: configuration, result, then `train` (set-up, the timed step loop, evaluation).
+The step loop reads nothing back from the device: losses accumulate on the device and are read
+once per epoch, so the only host synchronisation is the one that stops the epoch's clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.metadata
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import torch
+import torch.nn.functional as F
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from objectives._data import load_data
+from objectives._errors import ConfigError, NonFiniteLossError, describe_validation_error
+from objectives._models import build_model
+from objectives._reduce import downsample, reduced
+from objectives._schedule import Schedule
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs. Units are in the comments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "resnet20"  # resnet20/32/56 or a torchvision classification model
+    data: str = "fashion-mnist"  # fashion-mnist, cifar10, cifar100 or imagefolder:<path>
+    data_dir: str | None = None  # where the data set lies; None: its default place
+    download: bool = False  # allow torchvision to download the data set
+    subset: int | None = Field(None, gt=0)  # training images used (seeded choice); None: all
+    val_fraction: float = Field(0.1, gt=0, lt=1)  # part of those held out for validation
+    image_size: int | None = Field(None, gt=0)  # resize images to this many pixels a side
+    augment: bool = True  # random crop with padding (and flips where they suit the data)
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(0.1, gt=0)  # peak learning rate
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    lr_schedule: Literal["cosine", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before the cosine decay
+    schedule: Schedule = Schedule()  # which steps are reduced
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when there is one), cpu, cuda, cuda:N
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    channels_last: bool | None = None  # None: on CUDA only
+    num_workers: int = Field(2, ge=0)  # DataLoader workers, for data sets too big to hold
+    eval_batch_size: int = Field(512, gt=0)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        try:
+            return cls.model_validate(data)
+        except pydantic.ValidationError as e:
+            raise ConfigError(describe_validation_error(e)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.model_dump()
+        out["schedule"] = self.schedule.to_dict()
+        return out
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a YAML file holding a TrainConfig (an exported study pick is one too)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass the path of a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of TrainConfig fields")
+    # An exported pick holds the config under "train" next to its measured numbers.
+    return TrainConfig.from_dict(data.get("train", data))
+
+
+@dataclasses.dataclass
+class EpochRecord:
+    epoch: int
+    time_s: float  # training steps only
+    loss: float  # mean training loss
+    val_accuracy: float | None  # top-1 in [0, 1]
+    reduced_steps: int
+
+
+@dataclasses.dataclass
+class TrainResult:
+    train_time_s: float  # wall time of the training steps, device synchronised
+    val_accuracy: float  # top-1 in [0, 1], at full resolution
+    flops: float  # training FLOPs of the steps run (forward and backward)
+    full_step_flops: float
+    reduced_step_flops: float  # at the schedule's scale; 0 when no step was reduced
+    reduced_steps: int
+    total_steps: int  # steps run (fewer than planned when stopped early)
+    planned_steps: int
+    stopped_early: bool
+    history: list[EpochRecord]
+    device: str
+    versions: dict[str, str]
+
+    @property
+    def reduced_fraction(self) -> float:
+        return self.reduced_steps / self.total_steps if self.total_steps else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["reduced_fraction"] = self.reduced_fraction
+        return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"field 'device': unknown device {name!r}; use auto, cpu or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"field 'device': {name} asked for but CUDA is not available; use auto or cpu"
+        )
+    return device
+
+
+def _versions() -> dict[str, str]:
+    try:
+        dikd = importlib.metadata.version("dikd")
+    except importlib.metadata.PackageNotFoundError:
+        dikd = "unknown"
+    return {"torch": torch.__version__, "dikd": dikd}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _lr_lambda(
+    config: TrainConfig, total_steps: int, steps_per_epoch: int
+) -> Callable[[int], float]:
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(total_steps - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _make_lr_scheduler(config, optimizer, total_steps: int, steps_per_epoch: int):
+    if config.lr_schedule == "onecycle":
+        pct = config.warmup_epochs * steps_per_epoch / total_steps if config.warmup_epochs else 0.25
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=min(max(pct, 0.01), 0.9)
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(config, total_steps, steps_per_epoch)
+    )
+
+
+class _Stepper:
+    """Runs one full or reduced forward pass of the model: the method's whole footprint."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device) -> None:
+        self.model = model
+        self.schedule = config.schedule
+        self.autocast = torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"
+        )
+        self.channels_last = (
+            config.channels_last if config.channels_last is not None else (device.type == "cuda")
+        )
+        self.label_smoothing = config.label_smoothing
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+        if scale > 1.0:
+            x = downsample(x, scale)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast:
+            if scale > 1.0:
+                with reduced(self.model, scale, self.schedule.kernel_pool, self.schedule.bn):
+                    out = self.model(x)
+            else:
+                out = self.model(x)
+            return F.cross_entropy(out.float(), y, label_smoothing=self.label_smoothing)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: float) -> float:
+    """FLOPs of one training step's forward and backward, counted by torch's FLOP counter."""
+    model = stepper.model
+    was_training = model.training
+    model.eval()  # the same convolutions, and BatchNorm statistics stay untouched
+    counter = FlopCounterMode(display=False)
+    with counter:
+        stepper.loss(x, y, scale).backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[float]) -> None:
+    """Run each step shape once so cuDNN autotuning happens before the clock starts."""
+    state = copy.deepcopy(stepper.model.state_dict())
+    for scale in scales:
+        stepper.loss(x, y, scale).backward()
+    stepper.model.zero_grad(set_to_none=True)
+    stepper.model.load_state_dict(state)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, stepper: _Stepper, batch_size: int, device) -> float:
+    """Top-1 accuracy on the validation split at full resolution."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    for x, y in data.val_batches(batch_size):
+        if stepper.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with stepper.autocast:
+            correct += (model(x).argmax(dim=1) == y).sum()
+        seen += y.numel()
+    model.train()
+    return correct.item() / max(seen, 1)
+
+
+OnEpoch = Callable[[int, TrainResult], bool | None]
+
+
+def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
+    """Train `config.model` on `config.data` with `config.schedule`; return the measured result.
+
+    `on_epoch(epoch, result_so_far)` is called after each epoch; returning True ends the run.
+    Raises NonFiniteLossError when the loss stops being finite.
+    """
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(config.seed)
+    data = load_data(
+        config.data,
+        device=device,
+        root=config.data_dir,
+        download=config.download,
+        subset=config.subset,
+        val_fraction=config.val_fraction,
+        image_size=config.image_size,
+        augment=config.augment,
+        seed=config.seed,
+        num_workers=config.num_workers,
+    )
+    model = build_model(
+        config.model, num_classes=data.info.num_classes, in_channels=data.info.in_channels
+    ).to(device)
+    stepper = _Stepper(model, config, device)
+    if stepper.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+    steps_per_epoch = data.steps_per_epoch(config.batch_size)
+    planned_steps = steps_per_epoch * config.epochs
+    lr_scheduler = _make_lr_scheduler(config, optimizer, planned_steps, steps_per_epoch)
+    generator = torch.Generator().manual_seed(config.seed)
+    scales = [config.schedule.scale_at(step, planned_steps) for step in range(planned_steps)]
+
+    # A batch of the training shape for warm-up and FLOP counting, from its own generator.
+    sample = next(iter(data.train_batches(config.batch_size, torch.Generator().manual_seed(0))))
+    if device.type == "cuda":
+        _warm_up(stepper, *sample, sorted(set(scales)))
+
+    history: list[EpochRecord] = []
+    step = 0
+    train_time = 0.0
+    stopped_early = False
+    result: TrainResult | None = None
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        epoch_reduced = 0
+        _sync(device)
+        start = time.perf_counter()
+        for x, y in data.train_batches(config.batch_size, generator):
+            scale = scales[step]
+            loss = stepper.loss(x, y, scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr_scheduler.step()
+            loss_sum += loss.detach()
+            epoch_reduced += scale > 1.0
+            step += 1
+        _sync(device)
+        epoch_time = time.perf_counter() - start
+        train_time += epoch_time
+        mean_loss = loss_sum.item() / steps_per_epoch
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(epoch, mean_loss)
+        accuracy = evaluate(model, data, stepper, config.eval_batch_size, device)
+        history.append(EpochRecord(epoch, epoch_time, mean_loss, accuracy, epoch_reduced))
+        result = _result(config, history, scales[:step], train_time, planned_steps, device)
+        if on_epoch is not None and on_epoch(epoch, result) and epoch < config.epochs:
+            stopped_early = True
+            break
+
+    assert result is not None  # epochs >= 1
+    result.stopped_early = stopped_early
+    _count_flops(result, stepper, sample, scales[:step])
+    return result
+
+
+def _result(config, history, scales, train_time, planned_steps, device) -> TrainResult:
+    return TrainResult(
+        train_time_s=train_time,
+        val_accuracy=history[-1].val_accuracy,
+        flops=0.0,
+        full_step_flops=0.0,
+        reduced_step_flops=0.0,
+        reduced_steps=sum(s > 1.0 for s in scales),
+        total_steps=len(scales),
+        planned_steps=planned_steps,
+        stopped_early=False,
+        history=list(history),
+        device=_device_name(device),
+        versions=_versions(),
+    )
+
+
+def _count_flops(result: TrainResult, stepper: _Stepper, sample, scales: list[float]) -> None:
+    x, y = sample
+    counts: dict[float, int] = {}
+    for scale in scales:
+        counts[scale] = counts.get(scale, 0) + 1
+    per_scale = {scale: _step_flops(stepper, x, y, scale) for scale in counts}
+    result.flops = sum(per_scale[s] * n for s, n in counts.items())
+    result.full_step_flops = per_scale.get(1.0) or _step_flops(stepper, x, y, 1.0)
+    reduced_scales = [s for s in per_scale if s > 1.0]
+    if reduced_scales:
+        result.reduced_step_flops = per_scale[max(reduced_scales)]

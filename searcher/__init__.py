@@ -1,0 +1,25 @@
+"""dikd's search service: Optuna multi-objective studies over downsampling schedules."""
+
+from searcher._analysis import BudgetCurve, PickError, derived_metrics, pareto_front, pick
+from searcher._export import export_document, write_export
+from searcher._spec import StudySpec, load_spec, parse_spec
+from searcher._storage import mask_password, open_storage
+from searcher._study import create_or_resume, open_study, run_trials
+
+__all__ = [
+    "BudgetCurve",
+    "PickError",
+    "StudySpec",
+    "create_or_resume",
+    "derived_metrics",
+    "export_document",
+    "load_spec",
+    "mask_password",
+    "open_storage",
+    "open_study",
+    "parse_spec",
+    "pareto_front",
+    "pick",
+    "run_trials",
+    "write_export",
+]

@@ -1,0 +1,3 @@
+from searcher._cli import main
+
+main()

@@ -1,0 +1,207 @@
+"""What a study's trials mean: the baseline budget curve, speedups, the front and the picks.
+
+Every number here is derived from the stored trials at read time, so it is the same whichever
+worker computes it and however many baselines have finished.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from searcher._space import BUDGET_FRACTION, ROLE
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetCurve:
+    """The plain model's best accuracy reachable within a cost: (cost, accuracy) points sorted
+    by cost, accuracy made non-decreasing (more budget can always stop where less did)."""
+
+    costs: tuple[float, ...]
+    accuracies: tuple[float, ...]
+    full_cost: float  # the full-budget baseline
+    full_accuracy: float
+
+    @classmethod
+    def from_trials(cls, baselines: list[FrozenTrial]) -> BudgetCurve | None:
+        done = [t for t in baselines if t.state == TrialState.COMPLETE]
+        full = [t for t in done if t.user_attrs.get(BUDGET_FRACTION) == 1.0]
+        if not done or not full:
+            return None
+        points = sorted((t.values[0], t.values[1]) for t in done)
+        costs, accuracies, best = [], [], -math.inf
+        for cost, accuracy in points:
+            best = max(best, accuracy)
+            costs.append(cost)
+            accuracies.append(best)
+        return cls(tuple(costs), tuple(accuracies), full[0].values[0], full[0].values[1])
+
+    def cost_to_reach(self, accuracy: float) -> float | None:
+        """Interpolated cost at which the curve reaches `accuracy`; None outside its range (below
+        its cheapest point or above its best, where the curve says nothing)."""
+        if accuracy < self.accuracies[0] or accuracy > self.accuracies[-1]:
+            return None
+        i = bisect.bisect_left(self.accuracies, accuracy)
+        if self.accuracies[i] == accuracy or i == 0:
+            return self.costs[i]
+        a0, a1 = self.accuracies[i - 1], self.accuracies[i]
+        c0, c1 = self.costs[i - 1], self.costs[i]
+        return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0)
+
+    def effective_speedup(self, cost: float, accuracy: float) -> float | None:
+        """Cost the plain model needs for `accuracy` / `cost`. Above 1: the schedule beats
+        training less. A trial more accurate than every baseline but cheaper than the full one
+        gets the full one's cost as a lower bound."""
+        needed = self.cost_to_reach(accuracy)
+        if needed is None and accuracy > self.accuracies[-1] and cost < self.costs[-1]:
+            needed = self.costs[-1]
+        return needed / cost if needed is not None and cost > 0 else None
+
+
+def baselines(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if t.user_attrs.get(ROLE) == "baseline"]
+
+
+def curve_for(device: str | None, trials: list[FrozenTrial]) -> BudgetCurve | None:
+    """The budget curve measured on `device` when there is one: speedups compare runs on the
+    same kind of machine."""
+    same = [t for t in baselines(trials) if t.user_attrs.get("device") == device]
+    return BudgetCurve.from_trials(same) or BudgetCurve.from_trials(baselines(trials))
+
+
+def derived_metrics(trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, Any]:
+    if trial.values is None:
+        return metrics_for(None, None, None, False, [])
+    return metrics_for(
+        trial.values[0],
+        trial.values[1],
+        device=trial.user_attrs.get("device"),
+        is_baseline=trial.user_attrs.get(ROLE) == "baseline",
+        trials=trials,
+    )
+
+
+def metrics_for(
+    cost: float | None,
+    accuracy: float | None,
+    device: str | None,
+    is_baseline: bool,
+    trials: list[FrozenTrial],
+) -> dict[str, Any]:
+    """speedup and accuracy change against the full baseline, effective speedup against the
+    budget curve, and whether the trial beats that curve."""
+    curve = curve_for(device, trials) if cost is not None else None
+    if curve is None or cost is None or accuracy is None:
+        return {
+            "speedup": None,
+            "accuracy_change_pp": None,
+            "effective_speedup": None,
+            "beats_curve": None,
+        }
+    effective = curve.effective_speedup(cost, accuracy)
+    return {
+        "speedup": curve.full_cost / cost if cost > 0 else None,
+        "accuracy_change_pp": 100 * (accuracy - curve.full_accuracy),
+        "effective_speedup": effective,
+        "beats_curve": (not is_baseline) and effective is not None and effective > 1.0,
+    }
+
+
+def completed(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Completed trials that no other completed trial beats on both cost and accuracy."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    front = [
+        t
+        for t in done
+        if not any(
+            o.values[0] <= t.values[0] and o.values[1] >= t.values[1] and o.values != t.values
+            for o in done
+        )
+    ]
+    return sorted(front, key=lambda t: t.values[0])
+
+
+class PickError(ValueError):
+    """No trial meets the export rule."""
+
+
+def pick(study: optuna.Study, rule: str) -> FrozenTrial:
+    """The trial an export `rule` selects: fastest-within:PP, most-accurate, knee or trial:N."""
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not done:
+        raise PickError(f"study '{study.study_name}' has no completed trial yet; run it first")
+    kind, _, argument = rule.partition(":")
+    if kind == "trial":
+        try:
+            number = int(argument)
+        except ValueError:
+            raise PickError(f"rule {rule!r}: trial:N needs a trial number") from None
+        match = [t for t in done if t.number == number]
+        if not match:
+            raise PickError(f"trial {number} of '{study.study_name}' is not a completed trial")
+        return match[0]
+    if kind == "most-accurate":
+        return max(done, key=lambda t: (t.values[1], -t.values[0]))
+    if kind == "knee":
+        return _knee(pareto_front(done))
+    if kind == "fastest-within":
+        try:
+            points = float(argument) if argument else 0.5
+        except ValueError:
+            raise PickError(f"rule {rule!r}: fastest-within:PP needs a number of points") from None
+        return _fastest_within(study.study_name, trials, done, points)
+    raise PickError(f"unknown rule {rule!r}; use fastest-within:PP, most-accurate, knee or trial:N")
+
+
+def _fastest_within(name, trials, done, points: float) -> FrozenTrial:
+    candidates = []
+    for t in done:
+        if t.user_attrs.get(ROLE) == "baseline":
+            continue
+        m = derived_metrics(t, trials)
+        if m["beats_curve"] and m["accuracy_change_pp"] >= -points:
+            candidates.append(t)
+    if candidates:
+        return min(candidates, key=lambda t: t.values[0])
+    # Say what does as well: the cheapest baseline within the same accuracy margin.
+    curve = BudgetCurve.from_trials(baselines(trials))
+    hint = ""
+    if curve is not None:
+        within = [
+            b for b in baselines(done) if 100 * (b.values[1] - curve.full_accuracy) >= -points
+        ]
+        if within:
+            best = min(within, key=lambda t: t.values[0])
+            hint = (
+                f"; the plain model at {best.user_attrs.get('epochs')} epochs "
+                f"(trial {best.number}) does as well: train that, or pick with most-accurate/knee"
+            )
+    raise PickError(
+        f"no trial of '{name}' beats the baseline budget curve within {points:g} points "
+        f"of the full baseline{hint}"
+    )
+
+
+def _knee(front: list[FrozenTrial]) -> FrozenTrial:
+    """The front's point farthest from the line joining its two ends, in normalised units."""
+    if len(front) <= 2:
+        return max(front, key=lambda t: t.values[1])
+    costs = [t.values[0] for t in front]
+    accs = [t.values[1] for t in front]
+    c_span = (max(costs) - min(costs)) or 1.0
+    a_span = (max(accs) - min(accs)) or 1.0
+    pts = [((c - min(costs)) / c_span, (a - min(accs)) / a_span) for c, a in zip(costs, accs)]
+    (x0, y0), (x1, y1) = pts[0], pts[-1]
+    length = math.hypot(x1 - x0, y1 - y0) or 1.0
+    distances = [abs((x1 - x0) * (y0 - y) - (x0 - x) * (y1 - y0)) / length for x, y in pts]
+    return front[max(range(len(front)), key=distances.__getitem__)]

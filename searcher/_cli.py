@@ -1,0 +1,373 @@
+"""`dikd`: the command line. Exit codes: 0 success, 1 a failed run, 2 bad usage or input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import optuna
+from tqdm import tqdm
+
+from objectives import ConfigError, list_datasets, list_models, load_train_config, train
+from searcher._analysis import PickError, pareto_front
+from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV, load_spec
+from searcher._storage import mask_password, open_storage
+
+QUICKSTART_SPEC = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
+
+
+def _storage_url(option: str | None) -> str:
+    return option or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+storage_option = click.option(
+    "--storage",
+    default=None,
+    metavar="URL",
+    help=f"Study storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}).",
+)
+
+
+class _Group(click.Group):
+    """Turns dikd's own input errors into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, PickError) as e:
+            click.echo(f"error: {mask_password(str(e))}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """dikd: search downsampling schedules (dynamic input and kernel downsampling) for CNN
+    training with Optuna, against the honest baseline of training the plain model less."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@cli.command("train")
+@click.option("--config", "config_path", required=True, type=click.Path(), help="YAML TrainConfig.")
+def train_command(config_path: str) -> None:
+    """Run one training from a YAML file (or an exported pick) and print its result."""
+    config = load_train_config(config_path)
+    bar = tqdm(total=config.epochs, desc="epochs", unit="epoch")
+
+    def on_epoch(epoch, result):
+        bar.update(1)
+        bar.set_postfix(acc=f"{result.val_accuracy:.4f}", time=f"{result.train_time_s:.1f}s")
+
+    try:
+        result = train(config, on_epoch=on_epoch)
+    except Exception as e:
+        bar.close()
+        click.echo(f"training failed: {type(e).__name__}: {e}", err=True)
+        sys.exit(1)
+    bar.close()
+    click.echo(
+        f"train_time_s={result.train_time_s:.2f} val_accuracy={result.val_accuracy:.4f} "
+        f"flops={result.flops:.3e} reduced_steps={result.reduced_steps}/{result.total_steps} "
+        f"device={result.device}"
+    )
+
+
+@cli.command("models")
+def models_command() -> None:
+    """List the model names `train.model` accepts."""
+    click.echo("\n".join(list_models()))
+
+
+@cli.command("datasets")
+def datasets_command() -> None:
+    """List the data set names `train.data` accepts."""
+    click.echo("\n".join(list_datasets()))
+
+
+@cli.group("study")
+def study_group() -> None:
+    """Run, list and show studies."""
+
+
+class _Progress:
+    """Progress bars: trials of the study (with the front's size) and epochs of the trial."""
+
+    def __init__(self, study: optuna.Study, total: int | None) -> None:
+        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        self.study = study
+        self.trials = tqdm(
+            total=total, initial=done, desc="trials", unit="trial", position=0, disable=None
+        )
+        self.epochs: tqdm | None = None
+
+    def on_epoch(self, epoch: int, total: int) -> None:
+        if self.epochs is None or epoch == 1:
+            if self.epochs is not None:
+                self.epochs.close()
+            self.epochs = tqdm(
+                total=total, desc="  epochs", unit="ep", position=1, leave=False, disable=None
+            )
+        self.epochs.update(1)
+
+    def on_trial(self, trial: optuna.trial.FrozenTrial) -> None:
+        if self.epochs is not None:
+            self.epochs.close()
+            self.epochs = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        self.trials.n = len(done)
+        self.trials.set_postfix(
+            front=len(pareto_front(done)),
+            failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
+        )
+
+    def close(self) -> None:
+        if self.epochs is not None:
+            self.epochs.close()
+        self.trials.close()
+
+
+def _worker_env(storage: str, gpu: str | None) -> dict[str, str]:
+    # The URL travels in the environment, never on a command line others can read.
+    env = {**os.environ, STORAGE_ENV: storage}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def _run_local_workers(name, storage, count, gpus, n_trials, progress: _Progress) -> int:
+    gpu_list = gpus.split(",") if gpus else [None] * count
+    procs = []
+    for index, gpu in enumerate(gpu_list):
+        cmd = [
+            sys.executable,
+            "-m",
+            "searcher",
+            "worker",
+            name,
+            "--quiet",
+            "--worker-id",
+            f"local-{index}",
+        ]
+        if n_trials is not None:
+            share = n_trials // len(gpu_list) + (index < n_trials % len(gpu_list))
+            cmd += ["--n-trials", str(share)]
+        procs.append(subprocess.Popen(cmd, env=_worker_env(storage, gpu)))
+    try:
+        while any(p.poll() is None for p in procs):
+            progress.refresh()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        raise
+    progress.refresh()
+    return max(p.returncode for p in procs)
+
+
+@study_group.command("run")
+@click.argument("spec_path", type=click.Path())
+@click.option("--n-trials", type=click.IntRange(min=1), help="Run at most N trials in this call.")
+@storage_option
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local worker processes sharing the study.",
+)
+@click.option("--gpus", default=None, metavar="0,1,..", help="One worker per GPU, pinned to it.")
+def study_run(spec_path, n_trials, storage, jobs, gpus) -> None:
+    """Create the study in SPEC_PATH (or resume it) and run trials until its budget is spent."""
+    from searcher._study import create_or_resume, run_trials
+
+    spec = load_spec(spec_path)
+    url = spec.resolve_storage(storage)
+    study = create_or_resume(spec, url)
+    click.echo(f"study '{spec.name}' in {mask_password(url)}")
+    progress = _Progress(study, spec.n_trials)
+    try:
+        if jobs > 1 or gpus:
+            code = _run_local_workers(spec.name, url, jobs, gpus, n_trials, progress)
+        else:
+            run_trials(
+                study,
+                spec,
+                max_trials=n_trials,
+                on_trial=progress.on_trial,
+                on_epoch=progress.on_epoch,
+            )
+            code = 0
+    finally:
+        progress.close()
+    _print_show(study, spec)
+    if code:
+        sys.exit(1)
+
+
+@cli.command("worker")
+@click.argument("name")
+@storage_option
+@click.option("--n-trials", type=click.IntRange(min=1), help="Run at most N trials, then stop.")
+@click.option("--gpu", default=None, metavar="ID", help="Pin this worker to GPU ID.")
+@click.option("--worker-id", default=None, help="Seeds this worker's sampler (default host-pid).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def worker_command(name, storage, n_trials, gpu, worker_id, quiet) -> None:
+    """Join the existing study NAME from any machine and run its trials."""
+    from searcher._worker import run_worker
+
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    sys.exit(
+        run_worker(name, _storage_url(storage), n_trials=n_trials, worker_id=worker_id, quiet=quiet)
+    )
+
+
+def _print_show(study: optuna.Study, spec) -> None:
+    from searcher._format import show_study
+    from searcher._study import METRIC_NAMES
+
+    click.echo(show_study(study, METRIC_NAMES[spec.objective]))
+
+
+@study_group.command("list")
+@storage_option
+def study_list(storage) -> None:
+    """List the studies in the storage."""
+    url = _storage_url(storage)
+    summaries = open_storage(url).get_all_studies()
+    click.echo(f"storage {mask_password(url)}: {len(summaries)} studies")
+    for s in summaries:
+        click.echo(f"  {s.study_name}  ({s.n_trials} trials)")
+
+
+@study_group.command("show")
+@click.argument("name")
+@storage_option
+def study_show(name, storage) -> None:
+    """Trials by state, the baseline curve and the Pareto front as tables."""
+    from searcher._study import open_study
+
+    study, spec = open_study(name, _storage_url(storage))
+    _print_show(study, spec)
+
+
+@cli.command("export")
+@click.argument("name")
+@click.option(
+    "--pick",
+    "rule",
+    default="fastest-within:0.5",
+    show_default=True,
+    help="fastest-within:PP, most-accurate, knee or trial:N.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(), help="YAML file to write.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@storage_option
+def export_command(name, rule, output, force, storage) -> None:
+    """Export the trial RULE picks as a config `dikd train --config` re-runs."""
+    from searcher._export import export_document, write_export
+    from searcher._study import open_study
+
+    study, _ = open_study(name, _storage_url(storage))
+    document = export_document(study, rule)
+    path = write_export(document, output, overwrite=force)
+    m = document["measured"]
+    click.echo(
+        f"trial {document['trial']} ({rule}): {m['train_time_s']:.2f}s, "
+        f"{100 * m['val_accuracy']:.2f}% -> {path}"
+    )
+
+
+@cli.command("report")
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(), help="HTML file to write.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@storage_option
+def report_command(name, output, force, storage) -> None:
+    """Write one self-contained HTML page of plots for the study."""
+    from searcher._report import write_report
+    from searcher._study import open_study
+
+    if Path(output).exists() and not force:
+        raise ConfigError(f"{output} exists; choose another -o path or pass --force to replace it")
+    study, spec = open_study(name, _storage_url(storage))
+    write_report(study, spec, output)
+    click.echo(f"report -> {output}")
+
+
+@cli.command("dashboard")
+@storage_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; the dashboard has no authentication.",
+)
+@click.option("--port", default=8080, show_default=True, type=int)
+def dashboard_command(storage, host, port) -> None:
+    """Serve optuna-dashboard on the study storage."""
+    from optuna_dashboard import run_server
+
+    url = _storage_url(storage)
+    click.echo(f"optuna-dashboard for {mask_password(url)} on http://{host}:{port}/")
+    run_server(open_storage(url), host=host, port=port)
+
+
+@cli.command("quickstart")
+@click.option(
+    "--spec", "spec_path", default=str(QUICKSTART_SPEC), show_default=True, type=click.Path()
+)
+@click.option(
+    "--out",
+    default="quickstart",
+    show_default=True,
+    type=click.Path(),
+    help="Folder for the exported pick and the report.",
+)
+@storage_option
+def quickstart_command(spec_path, out, storage) -> None:
+    """The main job: run the quickstart study, export the fastest-within pick, write the report."""
+    from searcher._export import export_document, write_export
+    from searcher._report import write_report
+    from searcher._study import create_or_resume, run_trials
+
+    spec = load_spec(spec_path)
+    url = spec.resolve_storage(storage)
+    study = create_or_resume(spec, url)
+    click.echo(f"study '{spec.name}' in {mask_password(url)}")
+    progress = _Progress(study, spec.n_trials)
+    try:
+        run_trials(study, spec, on_trial=progress.on_trial, on_epoch=progress.on_epoch)
+    finally:
+        progress.close()
+    _print_show(study, spec)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    report = folder / "report.html"
+    write_report(study, spec, report)
+    try:
+        document = export_document(study, "fastest-within:0.5")
+        path = write_export(document, folder / "best.yaml", overwrite=True)
+        click.echo(f"\nexported the fastest schedule that beats the budget curve -> {path}")
+    except PickError as e:
+        click.echo(f"\nfastest-within:0.5: {e}")
+        path = write_export(export_document(study, "knee"), folder / "knee.yaml", overwrite=True)
+        click.echo(f"exported the front's knee instead -> {path}")
+    click.echo(f"report -> {report}")
+    click.echo(
+        f"dashboard: .venv/bin/dikd dashboard --storage {mask_password(url)}  "
+        "(then open http://127.0.0.1:8080/)"
+    )
+
+
+def main() -> None:
+    cli(prog_name="dikd")

@@ -1,0 +1,99 @@
+"""Plain-text tables of a study for the terminal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from searcher._analysis import baselines, derived_metrics, pareto_front
+from searcher._space import ROLE
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def describe_schedule(trial: FrozenTrial) -> str:
+    s = trial.user_attrs.get("schedule") or {}
+    epochs = trial.user_attrs.get("epochs")
+    if s.get("policy", "none") == "none":
+        return f"baseline, {epochs} epochs"
+    window = (
+        "" if (s["start"], s["end"]) == (0.0, 1.0) else f" in [{s['start']:.2f},{s['end']:.2f})"
+    )
+    kind = "pooled" if s["kernel_pool"] else "input-only"
+    return (
+        f"{s['policy']} f={s['frequency']:.2f} x{s['scale']:g} {kind} bn={s['bn']}{window}, "
+        f"{epochs} ep"
+    )
+
+
+def _fmt(value: float | None, pattern: str) -> str | None:
+    return None if value is None else pattern.format(value)
+
+
+def trial_rows(trials: list[FrozenTrial], everything: list[FrozenTrial], cost_name: str):
+    rows = []
+    for t in trials:
+        m = derived_metrics(t, everything)
+        beats = {True: "yes", False: "no", None: "?"}[m["beats_curve"]]
+        if t.user_attrs.get(ROLE) == "baseline":
+            beats = "(curve)"
+        rows.append(
+            [
+                t.number,
+                describe_schedule(t),
+                f"{t.values[0]:.4g}",
+                _fmt(m["speedup"], "{:.2f}x"),
+                f"{100 * t.values[1]:.2f}%",
+                _fmt(m["accuracy_change_pp"], "{:+.2f}"),
+                _fmt(m["effective_speedup"], "{:.2f}x"),
+                beats,
+            ]
+        )
+    headers = [
+        "trial",
+        "schedule",
+        cost_name,
+        "speedup",
+        "accuracy",
+        "change pp",
+        "effective",
+        "beats curve",
+    ]
+    return headers, rows
+
+
+def show_study(study: optuna.Study, cost_name: str) -> str:
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(t.state.name for t in trials)
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    parts = [
+        f"study '{study.study_name}': {len(trials)} trials ("
+        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+        + ")"
+    ]
+    curve = sorted(baselines(done), key=lambda t: t.values[0])
+    if curve:
+        parts += ["", "baseline budget curve (the plain model trained for fewer epochs):"]
+        parts.append(table(*trial_rows(curve, trials, cost_name)))
+    front = pareto_front(done)
+    if front:
+        parts += [
+            "",
+            f"Pareto front ({len(front)} trials; 'effective' = cost the plain model "
+            "needs for the same accuracy / the trial's cost; above 1x beats training less):",
+        ]
+        parts.append(table(*trial_rows(front, trials, cost_name)))
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    if failed:
+        parts += ["", "failed trials:"]
+        parts += [f"  {t.number}: {t.user_attrs.get('fail_reason', 'unknown')}" for t in failed]
+    return "\n".join(parts)

@@ -1,0 +1,181 @@
+"""Study specs (`studies/*.yaml`): validated on load, one-line errors naming the field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from objectives import POLICIES, TrainConfig
+from objectives._errors import ConfigError, describe_validation_error
+
+DEFAULT_STORAGE = "sqlite:///dikd.db"
+STORAGE_ENV = "DIKD_STORAGE"
+
+# The Schedule fields a spec may search, each with what a value must be.
+SEARCHABLE = ("policy", "frequency", "scale", "kernel_pool", "bn", "start", "end", "epochs")
+
+
+class FloatRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class IntRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    low: int = Field(gt=0)
+    high: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class Choices(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    choices: list[Any] = Field(min_length=1)
+
+
+class SearchSpace(BaseModel):
+    """Each Schedule hyperparameter is either fixed (a plain value) or searched (a range or
+    `choices`). `epochs` searched makes the training budget a dimension of the search."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: Literal["stochastic", "deterministic", "progressive"] | Choices = Choices(
+        choices=["stochastic", "deterministic"]
+    )
+    frequency: float | FloatRange | Choices = FloatRange(low=0.1, high=0.9)
+    scale: float | FloatRange | Choices = Choices(choices=[2.0, 4.0])
+    kernel_pool: bool | Choices = True
+    bn: Literal["freeze", "update"] | Choices = "freeze"
+    start: float | FloatRange | Choices = 0.0
+    end: float | FloatRange | Choices = 1.0
+    epochs: int | IntRange | Choices | None = None  # None: the budget's epochs
+
+    @model_validator(mode="after")
+    def _check_values(self) -> SearchSpace:
+        allowed = {
+            "policy": set(POLICIES) - {"none"},
+            "bn": {"freeze", "update"},
+            "kernel_pool": {True, False},
+        }
+        bounds = {"frequency": (0, 1), "scale": (1, 4), "start": (0, 1), "end": (0, 1)}
+        for name in SEARCHABLE:
+            value = getattr(self, name)
+            values = value.choices if isinstance(value, Choices) else [value]
+            if name in allowed:
+                bad = [v for v in values if v not in allowed[name]]
+                if bad:
+                    raise ValueError(
+                        f"{name}: {bad[0]!r} is not allowed; use {sorted(map(str, allowed[name]))}"
+                    )
+            if name in bounds:
+                low, high = bounds[name]
+                ends = [value.low, value.high] if isinstance(value, FloatRange) else values
+                for v in ends:
+                    if (
+                        isinstance(v, bool)
+                        or not isinstance(v, (int, float))
+                        or not low <= v <= high
+                    ):
+                        raise ValueError(f"{name}: {v!r} is outside [{low}, {high}]")
+        return self
+
+
+class SamplerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
+    seed: int = 0
+
+
+class BaselineSpec(BaseModel):
+    """The baseline's budget curve: the plain model at these fractions of the epochs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fractions: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0], min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> BaselineSpec:
+        if any(not 0 < f <= 1 for f in self.fractions):
+            raise ValueError("each fraction must be in (0, 1]")
+        if 1.0 not in self.fractions:
+            raise ValueError("the fractions must include 1.0, the full-budget baseline")
+        return self
+
+
+class StudySpec(BaseModel):
+    """One study: what to train, what to search, how, and for how long."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    storage: str = DEFAULT_STORAGE
+    train: TrainConfig
+    space: SearchSpace = SearchSpace()
+    baseline: BaselineSpec = BaselineSpec()
+    sampler: SamplerSpec = SamplerSpec()
+    n_trials: int | None = Field(None, gt=0)  # all trials of the study, baselines included
+    timeout_s: float | None = Field(None, gt=0)  # wall time of the whole study
+    objective: Literal["wall", "flops"] = "wall"
+
+    @model_validator(mode="after")
+    def _check(self) -> StudySpec:
+        if self.n_trials is None and self.timeout_s is None:
+            raise ValueError("set n_trials or timeout_s (or both) to bound the study")
+        if self.train.schedule.policy != "none":
+            raise ValueError("train.schedule is searched: describe it under `space`, not `train`")
+        baselines = len(set(self.baseline.fractions))
+        if self.n_trials is not None and self.n_trials <= baselines:
+            raise ValueError(
+                f"n_trials ({self.n_trials}) must exceed the {baselines} baseline trials"
+            )
+        return self
+
+    def stored_form(self) -> dict[str, Any]:
+        """What the study keeps, to refuse a resume with a different spec. Storage is left out:
+        the same study may be reached by many URLs."""
+        return self.model_dump(mode="json", exclude={"storage"})
+
+    def resolve_storage(self, override: str | None = None) -> str:
+        return override or os.environ.get(STORAGE_ENV) or self.storage
+
+
+def _load_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"spec file {path} not found; pass the path of a study YAML file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def parse_spec(data: Any, source: str = "spec") -> StudySpec:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping with name, train, space, ...")
+    try:
+        return StudySpec.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise ConfigError(f"{source}: {describe_validation_error(e)}") from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    path = Path(path)
+    return parse_spec(_load_yaml(path), str(path))

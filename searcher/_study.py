@@ -1,0 +1,236 @@
+"""Creating, resuming and running a study: each trial is one real training run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from objectives import TrainResult, train
+from objectives._errors import ConfigError
+from searcher._analysis import metrics_for
+from searcher._space import BUDGET_FRACTION, ROLE, trial_config
+from searcher._spec import StudySpec, parse_spec
+from searcher._storage import mask_password, open_storage, study_names
+
+SPEC_ATTR = "dikd_spec"
+CREATED_ATTR = "dikd_created_at"
+METRIC_NAMES = {"wall": "train_time_s", "flops": "train_flops"}
+
+
+class StudyMismatchError(ConfigError):
+    """The stored study was created from a different spec."""
+
+
+def _sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
+    name = spec.sampler.name
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def worker_seed(study_seed: int, worker_id: str) -> int:
+    """A seed per worker, so workers sharing a study do not propose the same points."""
+    digest = hashlib.sha256(f"{study_seed}:{worker_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(stored) | set(wanted))
+    out = []
+    for key in keys:
+        a, b = stored.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str = "0") -> optuna.Study:
+    """Create the study (with its enqueued baseline curve), or load it when it exists with the
+    same spec. A stored study with another spec is refused and left unchanged."""
+    storage = open_storage(storage_url, heartbeat=True)
+    sampler = _sampler(spec, worker_seed(spec.sampler.seed, seed_id))
+    if spec.name in study_names(storage):
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler)
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            raise StudyMismatchError(
+                f"study '{spec.name}' in {mask_password(storage_url)} was not made by dikd; "
+                "choose another name"
+            )
+        changed = _differences(stored, spec.stored_form())
+        if changed:
+            raise StudyMismatchError(
+                f"study '{spec.name}' exists with a different spec ({', '.join(changed[:4])} "
+                "differ); nothing was changed: rename the study in the spec or restore it"
+            )
+        return study
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=sampler,
+        directions=["minimize", "maximize"],
+        load_if_exists=True,
+    )
+    study.set_metric_names([METRIC_NAMES[spec.objective], "val_accuracy"])
+    study.set_user_attr(SPEC_ATTR, spec.stored_form())
+    study.set_user_attr(CREATED_ATTR, time.time())
+    for fraction in sorted(set(spec.baseline.fractions)):
+        study.enqueue_trial({}, user_attrs={ROLE: "baseline", BUDGET_FRACTION: fraction})
+    return study
+
+
+def load_study_spec(study: optuna.Study) -> StudySpec:
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        raise ConfigError(f"study '{study.study_name}' was not made by dikd")
+    return parse_spec(stored, f"stored spec of '{study.study_name}'")
+
+
+def open_study(name: str, storage_url: str, *, heartbeat: bool = False, seed_id: str = "0"):
+    """Load an existing dikd study by name with its spec; a clear error when there is none."""
+    storage = open_storage(storage_url, heartbeat=heartbeat)
+    names = study_names(storage)
+    if name not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError(
+            f"no study '{name}' in {mask_password(storage_url)} (studies there: {known}); "
+            "check the name and --storage"
+        )
+    study = optuna.load_study(study_name=name, storage=storage)
+    spec = load_study_spec(study)
+    study.sampler = _sampler(spec, worker_seed(spec.sampler.seed, seed_id))
+    return study, spec
+
+
+def _counting_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that use the budget: completed and running (failed ones are retried or replaced)."""
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+
+
+def budget_left(study: optuna.Study, spec: StudySpec) -> bool:
+    if spec.timeout_s is not None:
+        created = study.user_attrs.get(CREATED_ATTR, time.time())
+        if time.time() - created >= spec.timeout_s:
+            return False
+    if spec.n_trials is not None:
+        return len(_counting_trials(study)) < spec.n_trials
+    return True
+
+
+def _record_result(trial: optuna.Trial, config, result: TrainResult) -> None:
+    attrs = {
+        "schedule": config.schedule.to_dict(),
+        "epochs": config.epochs,
+        "train_config": config.to_dict(),
+        "train_time_s": result.train_time_s,
+        "val_accuracy": result.val_accuracy,
+        "flops": result.flops,
+        "reduced_fraction": result.reduced_fraction,
+        "reduced_steps": result.reduced_steps,
+        "total_steps": result.total_steps,
+        "device": result.device,
+        "versions": result.versions,
+        "seed": config.seed,
+        "history": [
+            {"epoch": e.epoch, "time_s": e.time_s, "loss": e.loss, "val_accuracy": e.val_accuracy}
+            for e in result.history
+        ],
+    }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def make_objective(
+    spec: StudySpec, on_epoch: Callable[[int, int], None] | None = None
+) -> Callable[[optuna.Trial], tuple[float, float]]:
+    """The study's objective: train the trial's config, return (cost, val_accuracy)."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        if spec.n_trials is not None:
+            earlier = [t for t in _counting_trials(trial.study) if t.number < trial.number]
+            if len(earlier) >= spec.n_trials:
+                # Another worker took the last trial of the budget while this one was asked for.
+                trial.set_user_attr("over_budget", True)
+                raise optuna.TrialPruned("the study's trial budget was already used")
+        try:
+            config = trial_config(trial, spec)
+            trial.set_user_attr("schedule", config.schedule.to_dict())
+            trial.set_user_attr("epochs", config.epochs)
+            if ROLE not in trial.user_attrs:
+                trial.set_user_attr(ROLE, "search")
+
+            def report(epoch: int, _result: TrainResult) -> bool:
+                if on_epoch is not None:
+                    on_epoch(epoch, config.epochs)
+                return False
+
+            result = train(config, on_epoch=report)
+        except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+            raise
+        _record_result(trial, config, result)
+        cost = result.train_time_s if spec.objective == "wall" else result.flops
+        _record_derived(trial, cost, result.val_accuracy)
+        return cost, result.val_accuracy
+
+    return objective
+
+
+def _record_derived(trial: optuna.Trial, cost: float, accuracy: float) -> None:
+    """Speedups against the baselines finished so far (`study show` recomputes them later)."""
+    trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    metrics = metrics_for(
+        cost,
+        accuracy,
+        device=trial.user_attrs.get("device"),
+        is_baseline=trial.user_attrs.get(ROLE) == "baseline",
+        trials=trials,
+    )
+    for key, value in metrics.items():
+        if value is not None:
+            trial.set_user_attr(key, value)
+
+
+def run_trials(
+    study: optuna.Study,
+    spec: StudySpec,
+    *,
+    max_trials: int | None = None,
+    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> int:
+    """Run trials until the study's budget is spent or this process has run `max_trials`.
+    Returns how many trials this process ran."""
+    objective = make_objective(spec, on_epoch)
+    finished: list[optuna.trial.FrozenTrial] = []
+
+    def collect(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished.append(trial)
+
+    ran = 0
+    while (max_trials is None or ran < max_trials) and budget_left(study, spec):
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[collect])
+        trial = finished[-1]
+        if trial.user_attrs.get("over_budget"):
+            break
+        ran += 1
+        if on_trial is not None:
+            on_trial(trial)
+    return ran

@@ -1,0 +1,309 @@
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from objectives._data import (
+    SYSTEM_FASHION_MNIST,
+    TensorData,
+    crop_flip,
+    list_datasets,
+    load_data,
+    split_indices,
+)
+
+CPU = torch.device("cpu")
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir(SYSTEM_FASHION_MNIST),
+    reason="apt-get install dataset-fashion-mnist",
+)
+
+
+def first_batch(data, seed: int, batch_size: int = 32):
+    return next(iter(data.train_batches(batch_size, torch.Generator().manual_seed(seed))))
+
+
+def all_val(data, batch_size: int):
+    batches = list(data.val_batches(batch_size))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]), batches
+
+
+# --- Fashion-MNIST, the real files -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fmnist() -> TensorData:
+    if not os.path.isdir(SYSTEM_FASHION_MNIST):
+        pytest.skip("apt-get install dataset-fashion-mnist")
+    data = load_data("fashion-mnist", device=CPU, subset=600)
+    assert isinstance(data, TensorData)
+    return data
+
+
+def test_fashion_mnist_info(fmnist: TensorData) -> None:
+    info = fmnist.info
+    assert (info.name, info.num_classes, info.in_channels) == ("fashion-mnist", 10, 1)
+    assert info.image_size == (28, 28)
+    assert (info.train_size, info.val_size) == (540, 60)
+    assert fmnist.steps_per_epoch(128) == 4
+    assert fmnist.steps_per_epoch(540) == 1
+    with pytest.raises(ValueError, match="larger than the 540 training images"):
+        fmnist.steps_per_epoch(541)
+
+
+def test_fashion_mnist_train_batches(fmnist: TensorData) -> None:
+    batches = list(fmnist.train_batches(128, torch.Generator().manual_seed(0)))
+    assert len(batches) == 4
+    for x, y in batches:
+        assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32 and x.device == CPU
+        assert y.shape == (128,) and y.dtype == torch.int64
+        assert 0 <= y.min() and y.max() <= 9
+        assert torch.isfinite(x).all()
+        # Normalised pixels lie between (0 - mean) / std and (255 - mean) / std.
+        low = float(-fmnist.mean / fmnist.std)
+        high = float((255 - fmnist.mean) / fmnist.std)
+        assert low - 1e-4 <= x.min() and x.max() <= high + 1e-4
+
+
+def test_fashion_mnist_normalised_without_augment() -> None:
+    data = load_data("fashion-mnist", device=CPU, subset=600, augment=False)
+    x = torch.cat([x for x, _ in data.train_batches(1, torch.Generator().manual_seed(0))])
+    assert x.shape[0] == 540
+    assert abs(float(x.mean())) < 1e-3
+    assert abs(float(x.std()) - 1) < 1e-3
+
+
+def test_fashion_mnist_reproducible(fmnist: TensorData) -> None:
+    x1, y1 = first_batch(fmnist, seed=1)
+    x2, y2 = first_batch(fmnist, seed=1)
+    x3, y3 = first_batch(fmnist, seed=2)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert not torch.equal(x1, x3)
+
+
+def test_fashion_mnist_augment_changes_images_not_order(fmnist: TensorData) -> None:
+    plain = load_data("fashion-mnist", device=CPU, subset=600, augment=False)
+    x_aug, y_aug = first_batch(fmnist, seed=5, batch_size=64)
+    x_plain, y_plain = first_batch(plain, seed=5, batch_size=64)
+    assert torch.equal(y_aug, y_plain)  # the permutation is drawn first
+    changed = (x_aug != x_plain).flatten(1).any(dim=1)
+    assert changed.float().mean() > 0.5  # 1 in 162 keeps offset (4, 4) and no flip
+
+
+def test_fashion_mnist_same_split_for_same_seed(fmnist: TensorData) -> None:
+    again = load_data("fashion-mnist", device=CPU, subset=600)
+    assert torch.equal(again.val_images, fmnist.val_images)
+    other = load_data("fashion-mnist", device=CPU, subset=600, seed=1)
+    assert not torch.equal(other.val_images, fmnist.val_images)
+
+
+def test_fashion_mnist_val_covers_split_once(fmnist: TensorData) -> None:
+    x7, y7, batches = all_val(fmnist, 7)
+    assert len(batches) == 9 and len(batches[-1][1]) == 60 - 8 * 7  # last batch partial
+    x_all, y_all, _ = all_val(fmnist, 1000)
+    assert x7.shape == (60, 1, 28, 28)
+    assert torch.equal(x7, x_all) and torch.equal(y7, y_all)
+    assert torch.equal(y7, fmnist.val_labels)
+    # Not augmented: exactly the normalised stored images.
+    expected = (fmnist.val_images.float() - fmnist.mean.view(1, -1, 1, 1)) / fmnist.std.view(
+        1, -1, 1, 1
+    )
+    torch.testing.assert_close(x7, expected)
+
+
+def test_fashion_mnist_resized() -> None:
+    data = load_data("fashion-mnist", device=CPU, subset=100, image_size=32)
+    x, _ = first_batch(data, seed=0)
+    assert data.info.image_size == (32, 32) and x.shape == (32, 1, 32, 32)
+
+
+def test_fashion_mnist_idx_from_root(tmp_path: Path) -> None:
+    # Uncompressed IDX files in data_dir are read as well as gzip'd ones.
+    images = np.arange(20 * 28 * 28, dtype=np.uint8).reshape(20, 28, 28)
+    labels = np.arange(20, dtype=np.uint8) % 10
+    header = b"\x00\x00\x08\x03" + b"".join(int(n).to_bytes(4, "big") for n in images.shape)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    header = b"\x00\x00\x08\x01" + (20).to_bytes(4, "big")
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(header + labels.tobytes())
+    data = load_data("fashion-mnist", device=CPU, root=str(tmp_path), val_fraction=0.5)
+    assert (data.info.train_size, data.info.val_size) == (10, 10)
+    stored = torch.cat([data.train_images, data.val_images]).squeeze(1)
+    order = torch.cat([data.train_labels, data.val_labels])
+    assert sorted(order.tolist()) == sorted(labels.tolist())
+    assert sorted(stored[:, 0, 0].tolist()) == sorted(images[:, 0, 0].tolist())
+
+
+# --- augmentation and splitting ------------------------------------------------------------
+
+
+def test_crop_flip_identity_shift_and_flip() -> None:
+    x = torch.randint(0, 256, (3, 2, 5, 7), dtype=torch.uint8)
+    centre = torch.full((3, 2), 2)
+    assert torch.equal(crop_flip(x, 2, centre, None), x)
+    flips = torch.tensor([True, False, True])
+    out = crop_flip(x, 2, centre, flips)
+    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+    # Shift (0, 0) takes the top-left corner: two rows and columns of zero padding.
+    corner = crop_flip(x, 2, torch.zeros(3, 2, dtype=torch.long), None)
+    assert torch.equal(corner[:, :, 2:, 2:], x[:, :, :3, :5])
+    assert (corner[:, :, :2] == 0).all() and (corner[:, :, :, :2] == 0).all()
+
+
+def test_split_indices_disjoint_and_seeded() -> None:
+    train, val = split_indices(100, subset=50, val_fraction=0.2, seed=3, name="x")
+    assert (len(train), len(val)) == (40, 10)
+    assert len(set(train.tolist()) | set(val.tolist())) == 50
+    again = split_indices(100, subset=50, val_fraction=0.2, seed=3, name="x")
+    assert torch.equal(train, again[0]) and torch.equal(val, again[1])
+
+
+# --- CIFAR, on small files in CIFAR's pickle format -------------------------------------------
+
+
+def write_cifar(root: Path, per_file: int = 20, hundred: bool = False) -> None:
+    rng = np.random.default_rng(0)
+    folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    folder.mkdir(parents=True)
+    names = ["train", "test"] if hundred else [f"data_batch_{i}" for i in range(1, 6)]
+    names += [] if hundred else ["test_batch"]
+    key = "fine_labels" if hundred else "labels"
+    classes = 100 if hundred else 10
+    for name in names:
+        entry = {
+            "data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
+            key: rng.integers(0, classes, per_file).tolist(),
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f)
+    meta_name, meta_key = (
+        ("meta", "fine_label_names") if hundred else ("batches.meta", "label_names")
+    )
+    with open(folder / meta_name, "wb") as f:
+        pickle.dump({meta_key: [f"c{i}" for i in range(classes)]}, f)
+
+
+def test_cifar10_fake_files(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    data = load_data("cifar10", device=CPU, root=str(tmp_path), seed=0)
+    info = data.info
+    assert (info.num_classes, info.in_channels, info.image_size) == (10, 3, (32, 32))
+    assert (info.train_size, info.val_size) == (90, 10)  # 5 files of 20, test_batch unused
+    assert data.pad == 4
+    x, y = first_batch(data, seed=0, batch_size=16)
+    assert x.shape == (16, 3, 32, 32) and y.max() < 10
+    assert data.steps_per_epoch(16) == 5
+    x_val, _, _ = all_val(data, 4)
+    assert x_val.shape == (10, 3, 32, 32)
+
+
+def test_cifar100_fake_files(tmp_path: Path) -> None:
+    write_cifar(tmp_path, per_file=50, hundred=True)
+    data = load_data("cifar100", device=CPU, root=str(tmp_path), subset=40, val_fraction=0.25)
+    assert data.info.num_classes == 100
+    assert (data.info.train_size, data.info.val_size) == (30, 10)
+
+
+def test_cifar_missing_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="not found: pass data_dir") as info:
+        load_data("cifar10", device=CPU, root=str(missing))
+    assert str(missing) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="data_batch_1") as info:
+        load_data("cifar10", device=CPU, root=str(tmp_path))  # exists, but holds no CIFAR
+    assert "\n" not in str(info.value)
+
+
+# --- image folders ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 3)):
+        for label in ("cat", "dog"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_image_folder(image_folder: Path) -> None:
+    data = load_data(f"imagefolder:{image_folder}", device=CPU, image_size=16, num_workers=0)
+    info = data.info
+    assert (info.num_classes, info.in_channels, info.image_size) == (2, 3, (16, 16))
+    assert (info.train_size, info.val_size) == (12, 6)
+    assert data.steps_per_epoch(5) == 2
+    batches = list(data.train_batches(5, torch.Generator().manual_seed(0)))
+    assert len(batches) == 2
+    x, y = batches[0]
+    assert x.shape == (5, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
+    x_val, y_val, val = all_val(data, 4)
+    assert [len(b[1]) for b in val] == [4, 2]
+    assert sorted(y_val.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_image_folder_reproducible_across_workers(image_folder: Path) -> None:
+    name = f"imagefolder:{image_folder}"
+    single = load_data(name, device=CPU, image_size=16, num_workers=0, subset=8)
+    workers = load_data(name, device=CPU, image_size=16, num_workers=2, subset=8)
+    assert single.info.train_size == 8
+    x0, y0 = first_batch(single, seed=1, batch_size=4)
+    x2, y2 = first_batch(workers, seed=1, batch_size=4)
+    assert torch.equal(x0, x2) and torch.equal(y0, y2)
+    x3, _ = first_batch(single, seed=2, batch_size=4)
+    assert not torch.equal(x0, x3)
+
+
+def test_image_folder_needs_train_and_val(tmp_path: Path) -> None:
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no val/ subfolder"):
+        load_data(f"imagefolder:{tmp_path}", device=CPU)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_data(f"imagefolder:{tmp_path / 'x'}", device=CPU)
+
+
+# --- the registry and its errors -------------------------------------------------------------
+
+
+def test_list_datasets() -> None:
+    assert list_datasets() == ["fashion-mnist", "cifar10", "cifar100", "imagefolder:<path>"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "mnist"}, "unknown data set 'mnist': choose fashion-mnist, cifar10"),
+        ({"name": "cifar10:x"}, "unknown data set"),
+        ({"name": "imagefolder:"}, "needs an argument"),
+        ({"name": "fashion-mnist", "subset": 0}, "subset must be at least 1"),
+        ({"name": "fashion-mnist", "val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+        ({"name": "fashion-mnist", "image_size": 0}, "image_size must be at least 1"),
+    ],
+)
+def test_configuration_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        load_data(device=CPU, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+@needs_fashion_mnist
+def test_subset_larger_than_data() -> None:
+    with pytest.raises(ValueError, match="subset 70000 is larger than the 60000") as info:
+        load_data("fashion-mnist", device=CPU, subset=70_000)
+    assert "\n" not in str(info.value)
+
+
+def test_fashion_mnist_missing_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=f"data directory {missing} not found"):
+        load_data("fashion-mnist", device=CPU, root=str(missing))

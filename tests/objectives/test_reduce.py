@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from objectives import build_model, downsample, pool_kernel, reduced
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_downsample_sizes_and_identity():
+    x = torch.randn(2, 3, 27, 32)
+    assert downsample(x, 1) is x
+    assert downsample(x, 2).shape == (2, 3, 14, 16)
+    assert downsample(x, 4).shape == (2, 3, 7, 8)
+    assert downsample(x, 1.5).shape == (2, 3, 18, 21)
+    # area averaging keeps the mean of a batch whose size divides evenly
+    y = torch.randn(1, 1, 32, 32)
+    torch.testing.assert_close(downsample(y, 2).mean(), y.mean())
+
+
+@pytest.mark.parametrize("scale", [0.5, 4.5, float("nan")])
+def test_bad_scale_is_a_clear_error(scale):
+    with pytest.raises(ValueError, match="scale must be in"):
+        downsample(torch.randn(1, 1, 8, 8), scale)
+    with pytest.raises(ValueError, match="scale must be in"):
+        with reduced(nn.Conv2d(1, 1, 3), scale):
+            pass
+
+
+def test_pool_kernel_keeps_the_sum_of_a_constant_kernel():
+    w = torch.ones(4, 2, 3, 3)
+    pooled = pool_kernel(w, (2, 2))
+    assert pooled.shape == (4, 2, 2, 2)
+    torch.testing.assert_close(pooled.sum(dim=(2, 3)), w.sum(dim=(2, 3)))
+
+
+def test_pooled_kernel_gradient_weights_taps_1_2_4():
+    w = torch.zeros(1, 1, 3, 3, requires_grad=True)
+    pool_kernel(w, (2, 2)).sum().backward()
+    g = w.grad[0, 0] / w.grad[0, 0, 0, 0]
+    torch.testing.assert_close(g, torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]))
+
+
+def test_reduced_gradient_matches_finite_differences_float64():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3, stride=2, padding=1)
+    ).double()
+    x = torch.randn(2, 2, 12, 12, dtype=torch.float64)
+    weight = model[0].weight
+
+    def loss_of(w: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            weight.copy_(w)
+        with reduced(model, 2.0):
+            return (model(downsample(x, 2.0)) ** 2).sum()
+
+    w0 = weight.detach().clone()
+    with reduced(model, 2.0):
+        (model(downsample(x, 2.0)) ** 2).sum().backward()
+    analytic = weight.grad.clone()
+    eps = 1e-7  # larger steps cross ReLU kinks
+    numeric = torch.zeros_like(w0)
+    for i in range(w0.numel()):
+        d = torch.zeros_like(w0).view(-1)
+        d[i] = eps
+        d = d.view_as(w0)
+        numeric.view(-1)[i] = (loss_of(w0 + d) - loss_of(w0 - d)) / (2 * eps)
+    torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_step_on_a_reduced_batch_updates_the_original_parameters():
+    torch.manual_seed(0)
+    model = build_model("resnet20", num_classes=10, in_channels=3)
+    before = _state(model)
+    params_before = [id(p) for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    with reduced(model, 2.0):
+        nn.functional.cross_entropy(model(downsample(x, 2.0)), y).backward()
+    optimizer.step()
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert [id(p) for p in model.parameters()] == params_before
+    changed = [k for k in before if k.endswith("weight") and not torch.equal(before[k], after[k])]
+    conv_weights = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert set(conv_weights) <= set(changed)
+
+
+def test_bn_freeze_keeps_running_statistics_and_update_changes_them():
+    model = build_model("resnet20", num_classes=10, in_channels=3).train()
+    x = torch.randn(4, 3, 32, 32)
+    before = _state(model)
+    with reduced(model, 2.0, bn="freeze"):
+        model(downsample(x, 2.0))
+    after = model.state_dict()
+    for key in before:
+        if "running" in key or "num_batches" in key:
+            assert torch.equal(before[key], after[key]), key
+    with reduced(model, 2.0, bn="update"):
+        model(downsample(x, 2.0))
+    assert not torch.equal(before["bn1.running_mean"], model.state_dict()["bn1.running_mean"])
+
+
+def _tiny_model(name: str) -> nn.Module:
+    return build_model(name, num_classes=10, in_channels=3)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "vgg11_bn", "mobilenet_v2"])
+@pytest.mark.parametrize("scale", [2.0, 4.0])
+@pytest.mark.parametrize("odd", [False, True])
+def test_reduced_forward_backward_shapes_and_restore(name, scale, odd):
+    torch.manual_seed(0)
+    model = _tiny_model(name).train()
+    # VGG's five max-pools need 32 pixels after downsampling by 4.
+    size = (128 if name.startswith("vgg") else 32) + 3 * odd
+    keys = list(model.state_dict())
+    forwards = {n: m.forward for n, m in model.named_modules()}
+    x = torch.randn(2, 3, size, size)
+    full = model(x)
+    with reduced(model, scale, kernel_pool=True):
+        out = model(downsample(x, scale))
+        out.sum().backward()
+    assert out.shape == full.shape
+    assert list(model.state_dict()) == keys
+    for n, m in model.named_modules():
+        assert "forward" not in m.__dict__, n
+        assert m.forward.__func__ is forwards[n].__func__
+        assert not m._forward_hooks and not m._forward_pre_hooks
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_model_is_restored_after_an_exception():
+    model = _tiny_model("resnet20")
+    keys = list(model.state_dict())
+    with pytest.raises(RuntimeError, match="boom"):
+        with reduced(model, 2.0):
+            raise RuntimeError("boom")
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert all(m.track_running_stats for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert list(model.state_dict()) == keys
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(4, 8, 3, padding=1),
+        nn.Conv2d(4, 8, 3, stride=2, padding=1),
+        nn.Conv2d(4, 8, 7, stride=2, padding=3),
+        nn.Conv2d(4, 8, 5, padding=2, dilation=2),
+        nn.Conv2d(4, 4, 3, padding=1, groups=4),
+        nn.Conv2d(4, 8, 3, padding=0),
+        nn.Conv2d(4, 8, 3, padding="same"),
+        nn.Conv2d(4, 8, (1, 5), padding=(0, 2)),
+        nn.Conv2d(4, 8, 3, padding=1, padding_mode="reflect"),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("scale", [1.5, 2.0, 3.0, 4.0])
+@pytest.mark.parametrize("size", [16, 23])
+def test_each_conv_geometry_gives_the_original_output_size(conv, scale, size):
+    x = downsample(torch.randn(1, 4, size, size), scale)
+    try:
+        expected = conv(x).shape
+    except RuntimeError:  # the input is too small for the layer itself: reduced must say so
+        with pytest.raises(ValueError, match="too small"):
+            with reduced(conv, scale):
+                conv(x)
+        return
+    try:
+        with reduced(conv, scale):
+            out = conv(x)
+    except ValueError as e:  # only a clear refusal naming the layer is acceptable
+        assert "layer" in str(e) and "\n" not in str(e)
+        return
+    assert out.shape == expected
+
+
+def test_input_only_keeps_kernels():
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    x = torch.randn(1, 1, 8, 8)
+    with reduced(conv, 2.0, kernel_pool=False):
+        torch.testing.assert_close(conv(x), nn.functional.conv2d(x, conv.weight, conv.bias, 1, 1))
+
+
+def test_too_small_input_names_the_layer():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3))
+    with pytest.raises(ValueError, match="layer '1'"):
+        with reduced(model, 4.0):
+            model(torch.randn(1, 1, 3, 3))
+
+
+def _step_flops(model: nn.Module, x: torch.Tensor, scale: float, kernel_pool: bool) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        if scale > 1:
+            with reduced(model, scale, kernel_pool=kernel_pool):
+                model(downsample(x, scale)).sum().backward()
+        else:
+            model(x).sum().backward()
+    return counter.get_total_flops()
+
+
+def test_reduced_step_flop_ratios_resnet20():
+    model = _tiny_model("resnet20")
+    x = torch.randn(8, 3, 32, 32)
+    full = _step_flops(model, x, 1.0, True)
+    assert _step_flops(model, x, 2.0, True) <= 0.15 * full
+    assert _step_flops(model, x, 2.0, False) <= 0.30 * full
+
+
+def test_torchvision_efficientnet_and_regnet_reduce():
+    for name in ["efficientnet_b0", "regnet_y_400mf", "densenet121"]:
+        model = getattr(torchvision.models, name)(num_classes=5).eval()
+        x = torch.randn(1, 3, 64, 64)
+        with reduced(model, 2.0):
+            assert model(downsample(x, 2.0)).shape == (1, 5)

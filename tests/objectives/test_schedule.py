@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from objectives import Schedule
+
+
+def _pattern(schedule: Schedule, total: int) -> list[bool]:
+    return [schedule.is_reduced(step, total) for step in range(total)]
+
+
+def test_none_never_reduces():
+    assert not any(_pattern(Schedule("none", 1.0, 2.0), 100))
+
+
+def test_stochastic_is_seeded_and_near_its_frequency():
+    a = _pattern(Schedule("stochastic", 0.3, 2.0, seed=1), 2000)
+    assert a == _pattern(Schedule("stochastic", 0.3, 2.0, seed=1), 2000)
+    assert a != _pattern(Schedule("stochastic", 0.3, 2.0, seed=2), 2000)
+    assert 0.25 < sum(a) / len(a) < 0.35
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 7])
+def test_deterministic_one_in_k_reduces_every_kth_step(k):
+    pattern = _pattern(Schedule("deterministic", 1 / k, 2.0), 10 * k)
+    assert [i for i, r in enumerate(pattern) if r] == list(range(k - 1, 10 * k, k))
+
+
+@pytest.mark.parametrize("frequency", [0.0, 0.1, 0.25, 0.4, 0.5, 2 / 3, 0.75, 0.9, 1.0])
+def test_deterministic_counts_in_every_window_are_within_one(frequency):
+    pattern = _pattern(Schedule("deterministic", frequency, 2.0), 200)
+    for n in (1, 5, 10, 37, 200):
+        for first in range(0, 200 - n + 1, 7):
+            count = sum(pattern[first : first + n])
+            assert abs(count - round(frequency * n)) <= 1, (n, first)
+
+
+def test_window_limits_reduction():
+    schedule = Schedule("deterministic", 1.0, 2.0, start=0.25, end=0.75)
+    pattern = _pattern(schedule, 100)
+    assert pattern == [25 <= i < 75 for i in range(100)]
+
+
+def test_progressive_holds_then_rises_to_full():
+    schedule = Schedule("progressive", 0.625, 2.0, end=0.8)
+    scales = [schedule.scale_at(step, 100) for step in range(100)]
+    assert scales[:50] == [2.0] * 50
+    assert all(a >= b for a, b in zip(scales[50:80], scales[51:80]))
+    assert 1.0 < scales[60] < 2.0
+    assert scales[80:] == [1.0] * 20
+
+
+def test_round_trip_through_json_and_yaml():
+    schedule = Schedule("stochastic", 0.3, 1.5, kernel_pool=False, bn="update", end=0.8, seed=4)
+    assert Schedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
+    assert Schedule.from_dict(yaml.safe_load(yaml.safe_dump(schedule.to_dict()))) == schedule
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"frequency": 1.5}, "schedule.frequency"),
+        ({"frequency": -0.1}, "schedule.frequency"),
+        ({"scale": 0.5}, "schedule.scale"),
+        ({"scale": 5.0}, "schedule.scale"),
+        ({"policy": "sometimes"}, "schedule.policy"),
+        ({"start": 0.5, "end": 0.5}, "schedule.start"),
+        ({"bn": "separate"}, "schedule.bn"),
+    ],
+)
+def test_invalid_values_name_the_field(kwargs, field):
+    args = {"policy": "deterministic", **kwargs}
+    with pytest.raises(ValueError, match=field) as info:
+        Schedule(**args)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_field_is_refused():
+    with pytest.raises(ValueError, match="unknown schedule field"):
+        Schedule.from_dict({"policy": "none", "speed": 3})
