@@ -23,7 +23,9 @@ class NonFiniteLossError(RuntimeError):
 def describe_validation_error(error: pydantic.ValidationError, prefix: str = "") -> str:
     """The first problem of a pydantic error as one line: "field 'a.b': what is wrong"."""
     first = error.errors()[0]
-    location = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    # Union branches tagged "<...>" name the form, not a field: leave them out.
+    parts = [str(p) for p in (prefix, *first["loc"]) if p != "" and not str(p).startswith("<")]
+    location = ".".join(parts)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field; check its spelling against the documented fields"

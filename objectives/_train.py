@@ -225,7 +225,7 @@ def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: floa
 
 
 def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[float]) -> None:
-    """Run each step shape once so cuDNN autotuning happens before the clock starts."""
+    """Run each step shape once before the clock starts; the model's state is restored."""
     state = copy.deepcopy(stepper.model.state_dict())
     for scale in scales:
         stepper.loss(x, y, scale).backward()
@@ -295,8 +295,9 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
 
     # A batch of the training shape for warm-up and FLOP counting, from its own generator.
     sample = next(iter(data.train_batches(config.batch_size, torch.Generator().manual_seed(0))))
-    if device.type == "cuda":
-        _warm_up(stepper, *sample, sorted(set(scales)))
+    # First calls pay one-time costs (cuDNN autotuning, oneDNN primitives, allocator growth);
+    # without a warm-up the first run in a process would look slower than the runs after it.
+    _warm_up(stepper, *sample, sorted(set(scales)))
 
     history: list[EpochRecord] = []
     step = 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -48,6 +51,8 @@ def cli() -> None:
     """dikd: search downsampling schedules (dynamic input and kernel downsampling) for CNN
     training with Optuna, against the honest baseline of training the plain model less."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # set_metric_names and heartbeats are marked experimental; users need not see that each time.
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
 
 
 @cli.command("train")
@@ -157,20 +162,40 @@ def _run_local_workers(name, storage, count, gpus, n_trials, progress: _Progress
         ]
         if n_trials is not None:
             share = n_trials // len(gpu_list) + (index < n_trials % len(gpu_list))
+            if share == 0:
+                continue  # fewer trials asked for than workers
             cmd += ["--n-trials", str(share)]
-        procs.append(subprocess.Popen(cmd, env=_worker_env(storage, gpu)))
+        # A session of their own: Ctrl-C reaches this process only, which stops each worker once
+        # (a second signal would make a worker quit at once, leaving its trial RUNNING).
+        procs.append(subprocess.Popen(cmd, env=_worker_env(storage, gpu), start_new_session=True))
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while any(p.poll() is None for p in procs):
-            progress.refresh()
+            with contextlib.suppress(Exception):  # a storage hiccup only skips a refresh
+                progress.refresh()
             time.sleep(1.0)
     except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait()
+        _stop_workers(procs)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     progress.refresh()
     return max(p.returncode for p in procs)
+
+
+def _stop_workers(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each worker once (it fails its running trial and exits); a second Ctrl-C kills."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    try:
+        for p in procs:
+            p.wait()
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        raise
 
 
 @study_group.command("run")
@@ -243,10 +268,10 @@ def _print_show(study: optuna.Study, spec) -> None:
 def study_list(storage) -> None:
     """List the studies in the storage."""
     url = _storage_url(storage)
-    summaries = open_storage(url).get_all_studies()
+    summaries = optuna.get_all_study_summaries(open_storage(url), include_best_trial=False)
     click.echo(f"storage {mask_password(url)}: {len(summaries)} studies")
-    for s in summaries:
-        click.echo(f"  {s.study_name}  ({s.n_trials} trials)")
+    for summary in summaries:
+        click.echo(f"  {summary.study_name}  ({summary.n_trials} trials)")
 
 
 @study_group.command("show")

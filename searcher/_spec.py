@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from objectives import POLICIES, TrainConfig
 from objectives._errors import ConfigError, describe_validation_error
@@ -53,51 +62,72 @@ class Choices(BaseModel):
     choices: list[Any] = Field(min_length=1)
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, (dict, Choices, FloatRange, IntRange)):
+        is_choices = isinstance(value, Choices) or (isinstance(value, dict) and "choices" in value)
+        return "<choices>" if is_choices else "<range>"
+    return "<fixed>"
+
+
+class _Searchable:
+    """`Searchable[T]`: a fixed T, a range {low, high} or {choices: [...]}. The discriminator
+    picks the form from the input, so an error speaks of that form only."""
+
+    def __class_getitem__(cls, kind: Any) -> Any:
+        range_type = IntRange if kind is int else FloatRange
+        return Annotated[
+            Annotated[kind, Tag("<fixed>")]
+            | Annotated[range_type, Tag("<range>")]
+            | Annotated[Choices, Tag("<choices>")],
+            Discriminator(_kind),
+        ]
+
+
+Searchable = _Searchable
+
+_ALLOWED = {
+    "policy": set(POLICIES) - {"none"},
+    "bn": {"freeze", "update"},
+    "kernel_pool": {True, False},
+}
+_BOUNDS = {"frequency": (0, 1), "scale": (1, 4), "start": (0, 1), "end": (0, 1)}
+
+
 class SearchSpace(BaseModel):
     """Each Schedule hyperparameter is either fixed (a plain value) or searched (a range or
     `choices`). `epochs` searched makes the training budget a dimension of the search."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    policy: Literal["stochastic", "deterministic", "progressive"] | Choices = Choices(
+    policy: Searchable[Literal["stochastic", "deterministic", "progressive"]] = Choices(
         choices=["stochastic", "deterministic"]
     )
-    frequency: float | FloatRange | Choices = FloatRange(low=0.1, high=0.9)
-    scale: float | FloatRange | Choices = Choices(choices=[2.0, 4.0])
-    kernel_pool: bool | Choices = True
-    bn: Literal["freeze", "update"] | Choices = "freeze"
-    start: float | FloatRange | Choices = 0.0
-    end: float | FloatRange | Choices = 1.0
-    epochs: int | IntRange | Choices | None = None  # None: the budget's epochs
+    frequency: Searchable[float] = FloatRange(low=0.1, high=0.9)
+    scale: Searchable[float] = Choices(choices=[2.0, 4.0])
+    kernel_pool: Searchable[bool] = True
+    bn: Searchable[Literal["freeze", "update"]] = "freeze"
+    start: Searchable[float] = 0.0
+    end: Searchable[float] = 1.0
+    epochs: Searchable[int] | None = None  # None: the budget's epochs
 
-    @model_validator(mode="after")
-    def _check_values(self) -> SearchSpace:
-        allowed = {
-            "policy": set(POLICIES) - {"none"},
-            "bn": {"freeze", "update"},
-            "kernel_pool": {True, False},
-        }
-        bounds = {"frequency": (0, 1), "scale": (1, 4), "start": (0, 1), "end": (0, 1)}
-        for name in SEARCHABLE:
-            value = getattr(self, name)
-            values = value.choices if isinstance(value, Choices) else [value]
-            if name in allowed:
-                bad = [v for v in values if v not in allowed[name]]
-                if bad:
-                    raise ValueError(
-                        f"{name}: {bad[0]!r} is not allowed; use {sorted(map(str, allowed[name]))}"
-                    )
-            if name in bounds:
-                low, high = bounds[name]
-                ends = [value.low, value.high] if isinstance(value, FloatRange) else values
-                for v in ends:
-                    if (
-                        isinstance(v, bool)
-                        or not isinstance(v, (int, float))
-                        or not low <= v <= high
-                    ):
-                        raise ValueError(f"{name}: {v!r} is outside [{low}, {high}]")
-        return self
+    @field_validator("policy", "frequency", "scale", "kernel_pool", "bn", "start", "end")
+    @classmethod
+    def _check_values(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name
+        values = value.choices if isinstance(value, Choices) else [value]
+        if name in _ALLOWED:
+            bad = [v for v in values if v not in _ALLOWED[name]]
+            if bad:
+                raise ValueError(
+                    f"{bad[0]!r} is not allowed; use {sorted(map(str, _ALLOWED[name]))}"
+                )
+        if name in _BOUNDS:
+            low, high = _BOUNDS[name]
+            ends = [value.low, value.high] if isinstance(value, FloatRange) else values
+            for v in ends:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+                    raise ValueError(f"{v!r} is outside [{low}, {high}]")
+        return value
 
 
 class SamplerSpec(BaseModel):

@@ -1,9 +1,17 @@
-"""The study's SQL storage: SQLite on one machine, PostgreSQL for many."""
+"""The study's SQL storage: SQLite on one machine, PostgreSQL for many.
+
+Heartbeats: every running trial records one every DIKD_HEARTBEAT_INTERVAL seconds (default 10);
+a trial silent for DIKD_GRACE_PERIOD seconds (default 30) belongs to a dead worker, is marked
+FAIL by the next worker that looks, and its parameters are queued once more (retried once).
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from typing import Any
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy
@@ -13,19 +21,97 @@ from objectives._errors import ConfigError
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
+HEARTBEAT_INTERVAL_ENV = "DIKD_HEARTBEAT_INTERVAL"
+GRACE_PERIOD_ENV = "DIKD_GRACE_PERIOD"
+MAX_RETRY = 1  # a dead worker's trial is run once more, then left FAIL
 SQLITE_BUSY_TIMEOUT_S = 120
+PG_CONNECT_TIMEOUT_S = 10
+# PostgreSQL, per worker process: the main thread and the heartbeat thread each hold at most one
+# connection at a time; overflow covers short bursts. The server needs max_connections of about
+# 2 x (workers + dashboards).
+PG_POOL = {"pool_size": 2, "max_overflow": 2, "pool_timeout": 30, "pool_recycle": 1800}
+# TCP keepalives notice a lost database machine within about a minute instead of hours.
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+_URL_HELP = "use sqlite:///FILE.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+
+# scheme://user:password@ -- the password runs to the last '@' of the URL (a raw '@' in a
+# password is a user error that must not leak either).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
 
 
-def mask_password(url: str) -> str:
-    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+def mask_password(text: str) -> str:
+    """Every `scheme://user:secret@host...` in `text` becomes `scheme://user:***@host...`."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
+def redact(text: str, url: str) -> str:
+    """`text` with the password of `url` masked: inside URLs and wherever it appears verbatim."""
+    text = mask_password(text)
+    try:
+        password = sqlalchemy.engine.make_url(url).password
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return text
+    if password and len(password) >= 4:  # shorter ones would mask ordinary words
+        for form in {str(password), quote(str(password), safe="")}:
+            text = text.replace(form, "***")
+    return text
+
+
+class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a heartbeat-stale trial (same parameters, queued as WAITING), which
+    records the retry in system attributes, plus the same record in user attributes, where
+    `study show` and the dashboard see it: `retry_of` (the first trial of the series) and
+    `retry_history` (every earlier trial of the series, oldest first)."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        trial.user_attrs = {**trial.user_attrs, "retry_of": history[0], "retry_history": history}
+        super().__call__(study, trial)
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in seconds, from the environment or the defaults."""
+    interval = _positive_int_env(HEARTBEAT_INTERVAL_ENV, HEARTBEAT_INTERVAL_S)
+    grace = _positive_int_env(GRACE_PERIOD_ENV, GRACE_PERIOD_S)
+    if grace <= interval:
+        raise ConfigError(
+            f"{GRACE_PERIOD_ENV} ({grace} s) must exceed {HEARTBEAT_INTERVAL_ENV} ({interval} s), "
+            "or live trials would be failed; a grace of 3 intervals is safe"
+        )
+    return interval, grace
+
+
+def _positive_int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of seconds >= 1, got {raw!r}")
+    return value
 
 
 def _engine_kwargs(url: sqlalchemy.engine.URL) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite":
         # Many local processes share one file: wait for the lock rather than fail.
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 1800}
+    return {
+        "pool_pre_ping": True,  # a connection dropped by a server restart is replaced, not used
+        **PG_POOL,
+        "connect_args": {
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            "application_name": "dikd",
+            **PG_KEEPALIVES,
+        },
+    }
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> RDBStorage:
@@ -33,42 +119,106 @@ def open_storage(url: str, *, heartbeat: bool = False) -> RDBStorage:
     worker's trial is failed after the grace period and retried once."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         raise ConfigError(
-            f"storage URL {mask_password(url)!r} is not a database URL; "
-            "use sqlite:///FILE.db or postgresql+psycopg://USER@HOST/DB"
+            f"storage URL {mask_password(url)!r} is not a database URL; {_URL_HELP}"
         ) from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
-            f"storage URL {mask_password(url)!r}: backend {backend!r} is not supported; "
-            "use sqlite:///FILE.db or postgresql+psycopg://USER@HOST/DB"
+            f"storage URL {mask_password(url)!r}: backend {backend!r} is not supported; {_URL_HELP}"
         )
     if backend == "postgresql" and parsed.get_driver_name() in ("psycopg2", ""):
         parsed = parsed.set(drivername="postgresql+psycopg")
     heartbeat_kwargs: dict[str, Any] = {}
-    if heartbeat:
-        heartbeat_kwargs = {
-            "heartbeat_interval": HEARTBEAT_INTERVAL_S,
-            "grace_period": GRACE_PERIOD_S,
-            "failed_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1),
-        }
-    try:
-        return RDBStorage(
-            parsed.render_as_string(hide_password=False),
-            engine_kwargs=_engine_kwargs(parsed),
-            **heartbeat_kwargs,
+    with warnings.catch_warnings():
+        # Heartbeats and the retry callback are "experimental" in Optuna since 2.x; every
+        # worker would print that warning.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat:
+            interval, grace = heartbeat_settings()
+            heartbeat_kwargs = {
+                "heartbeat_interval": interval,
+                "grace_period": grace,
+                "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=MAX_RETRY),
+            }
+        try:
+            return RDBStorage(
+                parsed.render_as_string(hide_password=False),
+                engine_kwargs=_engine_kwargs(parsed),
+                **heartbeat_kwargs,
+            )
+        except (
+            sqlalchemy.exc.SQLAlchemyError,
+            optuna.exceptions.StorageInternalError,
+            ImportError,
+        ) as e:
+            raise ConfigError(
+                f"cannot open storage {mask_password(url)}: {redact(error_reason(e), url)}; "
+                "check the URL, that the database server runs, and --storage or DIKD_STORAGE"
+            ) from None
+
+
+def storage_error(exc: BaseException | None) -> BaseException | None:
+    """The database error behind `exc` (following causes and contexts), or None.
+
+    Optuna wraps database errors in StorageInternalError, and a failure while it stores a
+    trial's end can surface as `AssertionError: Should not reach.` with the database error
+    as its context.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(
+            exc, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+        ):
+            return exc
+        # `raise ... from None` hides the context: that error was already turned into a message.
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return None
+
+
+def error_reason(exc: BaseException) -> str:
+    """One line saying what the database (driver) reported."""
+    found = storage_error(exc) or exc
+    if isinstance(found, optuna.exceptions.StorageInternalError) and found.__cause__ is not None:
+        found = found.__cause__
+    orig = getattr(found, "orig", None)  # the driver's own exception inside SQLAlchemy's
+    text = str(orig if orig is not None else found).strip()
+    first = text.splitlines()[0].strip() if text else type(found).__name__
+    return first
+
+
+def running_trials_with_heartbeat(storage: RDBStorage, study_id: int) -> int:
+    """RUNNING trials of the study that have sent a heartbeat: each either finishes or, when its
+    worker is dead, becomes stale after the grace period (and is retried)."""
+    from optuna.storages._rdb import models  # Optuna's schema; no public query exists
+
+    with storage.scoped_session() as session:
+        query = (
+            session.query(sqlalchemy.func.count(models.TrialModel.trial_id))
+            .join(
+                models.TrialHeartbeatModel,
+                models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id,
+            )
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING)
         )
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, ImportError) as e:
-        reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
-        raise ConfigError(
-            f"cannot open storage {mask_password(url)}: {mask_password(reason)}; "
-            "check the URL, that the database server runs, and --storage or DIKD_STORAGE"
-        ) from None
+        return int(query.scalar() or 0)
 
 
 def study_names(storage: RDBStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
 
-__all__ = ["open_storage", "mask_password", "study_names", "optuna"]
+__all__ = [
+    "RetryStaleTrial",
+    "error_reason",
+    "heartbeat_settings",
+    "mask_password",
+    "open_storage",
+    "redact",
+    "running_trials_with_heartbeat",
+    "storage_error",
+    "study_names",
+]

@@ -6,10 +6,12 @@ import hashlib
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from objectives import TrainResult, train
@@ -17,7 +19,12 @@ from objectives._errors import ConfigError
 from searcher._analysis import metrics_for
 from searcher._space import BUDGET_FRACTION, ROLE, trial_config
 from searcher._spec import StudySpec, parse_spec
-from searcher._storage import mask_password, open_storage, study_names
+from searcher._storage import (
+    mask_password,
+    open_storage,
+    running_trials_with_heartbeat,
+    study_names,
+)
 
 SPEC_ATTR = "dikd_spec"
 CREATED_ATTR = "dikd_created_at"
@@ -124,14 +131,39 @@ def _counting_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
 
 
+def _time_up(study: optuna.Study, spec: StudySpec) -> bool:
+    if spec.timeout_s is None:
+        return False
+    created = study.user_attrs.get(CREATED_ATTR, time.time())
+    return time.time() - created >= spec.timeout_s
+
+
 def budget_left(study: optuna.Study, spec: StudySpec) -> bool:
-    if spec.timeout_s is not None:
-        created = study.user_attrs.get(CREATED_ATTR, time.time())
-        if time.time() - created >= spec.timeout_s:
-            return False
+    if _time_up(study, spec):
+        return False
     if spec.n_trials is not None:
         return len(_counting_trials(study)) < spec.n_trials
     return True
+
+
+def _wait_for_running(study: optuna.Study, spec: StudySpec) -> bool:
+    """The trial budget is spent, counting running trials. A running trial whose worker died
+    becomes stale after the grace period and is queued again (the retry callback), so wait
+    while running trials send heartbeats. True when the budget has room again."""
+    storage = study._storage
+    interval = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+    if interval is None or spec.n_trials is None:
+        return False
+    while not _time_up(study, spec):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if budget_left(study, spec):
+            return True
+        if running_trials_with_heartbeat(storage, study._study_id) == 0:
+            return False
+        time.sleep(interval)
+    return False
 
 
 def _record_result(trial: optuna.Trial, config, result: TrainResult) -> None:
@@ -204,8 +236,7 @@ def _record_derived(trial: optuna.Trial, cost: float, accuracy: float) -> None:
         trials=trials,
     )
     for key, value in metrics.items():
-        if value is not None:
-            trial.set_user_attr(key, value)
+        trial.set_user_attr(key, value)
 
 
 def run_trials(
@@ -225,11 +256,13 @@ def run_trials(
         finished.append(trial)
 
     ran = 0
-    while (max_trials is None or ran < max_trials) and budget_left(study, spec):
+    while max_trials is None or ran < max_trials:
+        if not budget_left(study, spec) and not _wait_for_running(study, spec):
+            break
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[collect])
         trial = finished[-1]
         if trial.user_attrs.get("over_budget"):
-            break
+            continue  # another worker took the budget's last trial: wait for it, or stop
         ran += 1
         if on_trial is not None:
             on_trial(trial)

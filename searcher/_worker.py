@@ -1,34 +1,110 @@
 """A worker process: joins a study from any machine and runs its trials until the budget is spent.
 
 Signals: SIGINT or SIGTERM fails the running trial (never left RUNNING) and stops the worker; a
-second SIGINT stops it at once.
+second one stops it at once. When the database goes away (a storage call fails, or the heartbeat
+thread cannot record a beat), the worker stops with one line on stderr and exit code 1; its
+running trial, left RUNNING in the database, goes stale and is retried by the next worker.
 """
 
 from __future__ import annotations
 
+import _thread
+import logging
 import os
 import signal
 import sys
+import threading
+from types import FrameType
 
-import sqlalchemy.exc
 from tqdm import tqdm
 
-from searcher._storage import mask_password
+from searcher._storage import error_reason, redact, storage_error
 from searcher._study import default_worker_id, open_study, run_trials
+
+EXIT_STORAGE_LOST = 1
+RETRY_DELIVERY_S = 0.05
+# Code running in these packages is in the middle of a database call or of Optuna's bookkeeping
+# of a trial (creating it, storing its end): a stop raised there could leave the trial RUNNING.
+_UNSAFE_PACKAGES = ("optuna", "sqlalchemy", "psycopg", "sqlite3")
+_STUDY_MODULE = "searcher._study"
 
 
 class _Stop(KeyboardInterrupt):
-    """Raised in the main thread by a stop signal; Optuna fails the running trial on it."""
+    """A stop signal, raised in the main thread; Optuna marks the running trial FAIL on it."""
 
 
-def _install_signal_handlers() -> None:
-    def stop(signum, _frame):
-        # The next signal ends the process at once, without waiting for the trial to be stored.
-        signal.signal(signal.SIGINT, lambda *_: os._exit(128 + signal.SIGINT))
-        raise _Stop(signum)
+class _StorageLost(KeyboardInterrupt):
+    """The heartbeat thread could not reach the database."""
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+
+class _Stopper:
+    """Turns signals into an exception raised in the main thread at a safe point: inside the
+    objective (training) or outside Optuna, never in the middle of a database call."""
+
+    def __init__(self) -> None:
+        self.pending: BaseException | None = None
+        self.requested = False
+        self.lost: BaseException | None = None
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_stop_signal)
+        signal.signal(signal.SIGUSR1, self._on_storage_lost)
+        signal.signal(signal.SIGALRM, lambda _signum, frame: self._deliver(frame))
+        default_hook = threading.excepthook
+
+        def on_thread_error(args: threading.ExceptHookArgs) -> None:
+            # Optuna's heartbeat thread dies on a database error: stop the worker with one line
+            # instead of training on while nobody can store the result.
+            if storage_error(args.exc_value) is not None and self.lost is None:
+                self.lost = args.exc_value
+                _thread.interrupt_main(signal.SIGUSR1)
+                return
+            default_hook(args)
+
+        threading.excepthook = on_thread_error
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            os._exit(128 + signum)  # the second signal: at once, whatever is running
+        self.requested = True
+        self.pending = _Stop(signum)
+        self._deliver(frame)
+
+    def _on_storage_lost(self, _signum: int, frame: FrameType | None) -> None:
+        if self.pending is None and not self.requested:
+            self.requested = True
+            self.pending = _StorageLost()
+        self._deliver(frame)
+
+    def _deliver(self, frame: FrameType | None) -> None:
+        if self.pending is None:
+            return
+        if _in_unsafe_code(frame):
+            signal.setitimer(signal.ITIMER_REAL, RETRY_DELIVERY_S)  # try again in a moment
+            return
+        exc, self.pending = self.pending, None
+        raise exc
+
+
+def _in_unsafe_code(frame: FrameType | None) -> bool:
+    """Whether the innermost frames, up to the objective, run Optuna or database code."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == _STUDY_MODULE and frame.f_code.co_name == "objective":
+            return False
+        if module.partition(".")[0] in _UNSAFE_PACKAGES:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _DropStorageTracebacks(logging.Filter):
+    """Optuna logs a trial that failed on a database error with a traceback; the worker says
+    it once, in one line, when it stops."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and storage_error(record.exc_info[1]) is not None)
 
 
 def run_worker(
@@ -36,7 +112,10 @@ def run_worker(
 ) -> int:
     """Run trials of study `name`; returns the process exit code."""
     worker_id = worker_id or default_worker_id()
-    _install_signal_handlers()
+    stopper = _Stopper()
+    stopper.install()
+    logging.getLogger("optuna").addFilter(_DropStorageTracebacks())
+    bar = None
     try:
         study, spec = open_study(name, storage_url, heartbeat=True, seed_id=worker_id)
         bar = None if quiet else tqdm(desc=f"worker {worker_id}", unit="trial")
@@ -47,17 +126,26 @@ def run_worker(
         print(f"worker {worker_id}: ran {ran} trials of '{name}'", file=sys.stderr)
         return 0
     except _Stop as e:
+        if bar is not None:
+            bar.close()
         signum = e.args[0]
         print(
-            f"worker {worker_id}: stopped by signal {signum}; its running trial was marked FAIL",
+            f"worker {worker_id}: stopped by {signal.Signals(signum).name}; "
+            "its running trial, if any, was marked FAIL",
             file=sys.stderr,
         )
         return 128 + signum
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as e:
-        reason = mask_password(str(getattr(e, "orig", e)).strip().splitlines()[0])
+    except (Exception, _StorageLost) as e:
+        cause = stopper.lost if isinstance(e, _StorageLost) else storage_error(e)
+        if cause is None:
+            raise
+        if bar is not None:
+            bar.close()
+        reason = redact(error_reason(cause), storage_url)
         print(
-            f"worker {worker_id}: lost the study storage {mask_password(storage_url)} ({reason}); "
-            "nothing stored was lost: start the worker again when the database is back",
+            f"worker {worker_id}: lost the study storage {redact(storage_url, storage_url)} "
+            f"({reason}); the trials stored are kept, and a trial left RUNNING is retried after "
+            "the grace period: start a worker again when the database is back",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_STORAGE_LOST

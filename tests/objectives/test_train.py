@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from objectives import (
+    ConfigError,
+    NonFiniteLossError,
+    Schedule,
+    TrainConfig,
+    load_train_config,
+    train,
+)
+
+SMALL = {"subset": 1500, "image_size": 16, "epochs": 3, "batch_size": 64, "lr": 0.05}
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [Schedule("none"), Schedule("deterministic", 0.5, 2.0), Schedule("stochastic", 0.5, 2.0)],
+    ids=["baseline", "deterministic", "stochastic"],
+)
+def test_short_training_learns_well_above_chance(schedule):
+    result = train(TrainConfig(**SMALL, schedule=schedule))
+    assert result.val_accuracy > 0.45  # chance is 0.10
+    assert result.total_steps == result.planned_steps == 3 * (1350 // 64)
+    if schedule.policy == "none":
+        assert result.reduced_steps == 0
+        assert result.flops == pytest.approx(result.full_step_flops * result.total_steps)
+    else:
+        assert 0.3 < result.reduced_fraction < 0.7
+        assert result.reduced_step_flops < 0.2 * result.full_step_flops
+        expected = (
+            result.full_step_flops * (result.total_steps - result.reduced_steps)
+            + result.reduced_step_flops * result.reduced_steps
+        )
+        assert result.flops == pytest.approx(expected)
+    assert len(result.history) == 3
+    assert result.train_time_s == pytest.approx(sum(e.time_s for e in result.history))
+    assert result.versions["torch"] and result.device.startswith("cpu")
+
+
+def test_same_seed_same_result():
+    config = TrainConfig(**{**SMALL, "epochs": 1}, schedule=Schedule("stochastic", 0.5, 2.0))
+    a, b = train(config), train(config)
+    assert a.val_accuracy == b.val_accuracy
+    assert [e.loss for e in a.history] == [e.loss for e in b.history]
+
+
+def test_on_epoch_can_stop_the_run():
+    seen = []
+
+    def on_epoch(epoch, result):
+        seen.append((epoch, result.val_accuracy))
+        return epoch == 1
+
+    result = train(TrainConfig(**SMALL), on_epoch=on_epoch)
+    assert [e for e, _ in seen] == [1]
+    assert result.stopped_early and len(result.history) == 1
+    assert result.total_steps < result.planned_steps
+
+
+def test_non_finite_loss_raises_its_own_exception():
+    with pytest.raises(NonFiniteLossError, match="lower the learning rate"):
+        train(TrainConfig(**{**SMALL, "epochs": 1, "lr": 1e12}))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": "resnet21"}, "unknown model 'resnet21'"),
+        ({"data": "mnist-ish"}, "unknown data set"),
+        ({"data_dir": "/nonexistent/fmnist"}, "/nonexistent/fmnist"),
+    ],
+)
+def test_bad_input_is_a_clear_one_line_error(change, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as info:
+        train(TrainConfig(**{**SMALL, **change}))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"epochs": 0}, "field 'epochs'"),
+        ({"schedule": {"policy": "none", "scale": 9}}, "schedule.scale"),
+        ({"optimiser": "adam"}, "field 'optimiser': unknown field"),
+    ],
+)
+def test_config_validation_names_the_field(data, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        TrainConfig.from_dict(data)
+    assert "\n" not in str(info.value)
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    config = TrainConfig(**SMALL, schedule=Schedule("deterministic", 0.25, 4.0, end=0.8))
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    assert load_train_config(path) == config
+
+
+def test_dikd_train_cli_runs_a_yaml_config(tmp_path):
+    path = tmp_path / "run.yaml"
+    config = {**SMALL, "epochs": 1, "schedule": {"policy": "deterministic", "frequency": 0.5}}
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "searcher", "train", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "val_accuracy=" in done.stdout and "reduced_steps=10/21" in done.stdout
+
+
+def test_dikd_train_cli_bad_config_exits_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochs: -1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "searcher", "train", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: field 'epochs': Input should be greater than 0"
+    ]

@@ -1,0 +1,179 @@
+"""The HTML report: self-contained, its four figures, and the cases with nothing to plot.
+
+Training is replaced by a deterministic stand-in so the study has a known front (one schedule
+beats the budget curve, others do not) and the test runs in seconds; the real `dikd report` on a
+trained study is covered in test_study_cli.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from objectives import TrainConfig, TrainResult
+from objectives._train import EpochRecord
+from searcher import _study
+from searcher._report import build_report, hypervolume_2d, write_report
+from searcher._spec import StudySpec, parse_spec
+
+SPEC = {
+    "name": "report",
+    "train": {"model": "resnet20", "data": "fashion-mnist", "epochs": 2, "batch_size": 64},
+    "baseline": {"fractions": [0.5, 1.0]},
+    "space": {
+        "policy": {"choices": ["stochastic", "deterministic"]},
+        "frequency": {"low": 0.2, "high": 0.8},
+        "scale": {"choices": [2.0, 4.0]},
+    },
+    "sampler": {"name": "random", "seed": 3},
+    "n_trials": 10,
+}
+TITLES = [
+    "Pareto front",
+    "Hypervolume after each completed trial",
+    "Parameter importances per objective",
+    "Each hyperparameter against speedup and accuracy",
+]
+BASELINE_LEGEND = "baseline: plain model, fewer epochs"
+FAIL_FREQUENCY = 0.79
+
+
+def fake_train(config: TrainConfig, on_epoch=None) -> TrainResult:
+    """Cost falls and accuracy drops with the reduced fraction; the baselines make a curve from
+    (1, 70%) to (2, 80%), so light schedules beat it and heavy ones do not."""
+    s = config.schedule
+    f = 0.0 if s.policy == "none" else s.frequency
+    if f > FAIL_FREQUENCY - 0.005:
+        raise RuntimeError("stand-in failure for a high frequency")
+    if s.policy == "none":
+        cost, accuracy = float(config.epochs), 0.6 + 0.1 * config.epochs
+    else:
+        cost = config.epochs * (1 - 0.6 * f)
+        accuracy = 0.8 - 0.25 * f**2 - (0.04 if s.scale == 4.0 else 0.0)
+    steps = 10 * config.epochs
+    return TrainResult(
+        train_time_s=cost,
+        val_accuracy=accuracy,
+        flops=1e9 * cost,
+        full_step_flops=1e8,
+        reduced_step_flops=2.5e7 if f else 0.0,
+        reduced_steps=round(f * steps),
+        total_steps=steps,
+        planned_steps=steps,
+        stopped_early=False,
+        history=[EpochRecord(config.epochs, cost, 1.0, accuracy, round(f * steps))],
+        device="cpu (stand-in)",
+        versions={},
+    )
+
+
+def make_study(folder: Path, name: str, *, run: int | None, **changes) -> tuple:
+    spec = parse_spec({**SPEC, "name": name, **changes})
+    study = _study.create_or_resume(spec, f"sqlite:///{folder / 'report.db'}")
+    if run is not None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_study, "train", fake_train)
+            _study.run_trials(study, spec, max_trials=run)
+    return study, spec
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("report")
+
+
+@pytest.fixture(scope="module")
+def report(folder) -> tuple[optuna.Study, StudySpec, str]:
+    study, spec = make_study(folder, "report", run=None)
+    # Forced after the baselines, before the sampled trials: it fails in the stand-in.
+    study.enqueue_trial({"policy": "stochastic", "frequency": FAIL_FREQUENCY, "scale": 4.0})
+    study.enqueue_trial({"policy": "deterministic", "frequency": 0.25, "scale": 2.0})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_study, "train", fake_train)
+        _study.run_trials(study, spec)
+    path = write_report(study, spec, folder / "out" / "report.html")
+    return study, spec, path.read_text(encoding="utf-8")
+
+
+def test_report_is_self_contained_with_its_figures(report):
+    study, _, page = report
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.COMPLETE) == 10 and states.count(TrialState.FAIL) == 1
+    assert page.count("plotly.js v") == 1  # the library's banner: embedded once
+    assert page.count("Plotly.newPlot(") == 4
+    assert '<script src="http' not in page and "cdn.plot.ly/plotly" not in page
+    for text in TITLES + [BASELINE_LEGEND, "train_time_s", "val_accuracy", "cpu (stand-in)"]:
+        assert text in page, text
+    assert "training time (s)" in page and "effective speedup" in page
+    assert "10 complete" in page and "1 fail" in page
+
+
+def test_front_trials_that_beat_the_curve_are_marked(report):
+    _, _, page = report
+    assert "Pareto front, beats the baseline curve" in page
+    assert "no trial beats the baseline curve" not in page
+
+
+def test_failed_trial_is_listed(report):
+    _, _, page = report
+    assert "Failed trials (1)" in page
+    assert "RuntimeError: stand-in failure for a high frequency" in page
+    assert "failed trial(s) have no values" in page
+
+
+def test_flops_objective_labels_the_cost_axis(report):
+    study, spec, _ = report
+    page = build_report(study, spec.model_copy(update={"objective": "flops"}))
+    assert "training cost (FLOPs)" in page
+
+
+def test_empty_study_says_there_is_nothing_to_plot(folder):
+    study, spec = make_study(folder, "empty", run=None)
+    page = write_report(study, spec, folder / "empty.html").read_text()
+    assert "no completed trials" in page
+    assert "2 waiting" in page and "Plotly.newPlot(" not in page
+
+
+def test_only_failed_trials_are_listed_without_figures(folder):
+    study, spec = make_study(folder, "failed", run=None)
+    trial = study.ask()
+    trial.set_user_attr("fail_reason", "OSError: disk full")
+    study.tell(trial, state=TrialState.FAIL)
+    page = build_report(study, spec)
+    assert "no completed trials" in page and "Failed trials (1)" in page
+    assert "OSError: disk full" in page
+
+
+def test_too_few_search_trials_gives_a_note_not_importances(folder):
+    study, spec = make_study(folder, "few", run=3)
+    page = build_report(study, spec)
+    assert "Not computed: 1 completed search trial(s)" in page
+    assert page.count("Plotly.newPlot(") == 3
+
+
+def test_hypervolume_2d():
+    # Both minimised, reference (4, 0): (1, -1) covers [1, 4] x [-1, 0], area 3; (2, -2) adds
+    # [2, 4] x [-2, -1], area 2.
+    assert hypervolume_2d([(1.0, -1.0), (2.0, -2.0)], (4.0, 0.0)) == pytest.approx(5.0)
+    # A dominated point and points outside the reference add nothing.
+    more = [(1.0, -1.0), (2.0, -2.0), (3.0, -1.5), (5.0, -9.0), (0.5, 1.0)]
+    assert hypervolume_2d(more, (4.0, 0.0)) == pytest.approx(5.0)
+    assert hypervolume_2d([], (4.0, 0.0)) == 0.0
+
+
+def test_hypervolume_matches_optuna_where_available():
+    hv = pytest.importorskip("optuna._hypervolume")
+    np = pytest.importorskip("numpy")
+    points = [(1.0, -0.7), (1.4, -0.74), (2.0, -0.8), (1.8, -0.72)]
+    expected = hv.compute_hypervolume(np.array(points), np.array([2.2, 0.0]))
+    assert hypervolume_2d(points, (2.2, 0.0)) == pytest.approx(expected)
+
+
+def test_report_hover_names_the_schedule(report):
+    _, _, page = report
+    # Plotly escapes the hover's tags inside its JSON, so look for the plain parts.
+    assert "deterministic f=0.25 x2 pooled bn=freeze, 2 ep" in page
+    assert "effective speedup: 1.04x" in page

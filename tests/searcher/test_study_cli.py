@@ -1,0 +1,236 @@
+"""The search service driven as a user drives it: `dikd ...` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click.testing
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from objectives import Schedule, load_train_config, train
+from searcher._cli import cli
+
+TINY_SPEC = {
+    "name": "tiny",
+    "train": {
+        "model": "resnet20",
+        "data": "fashion-mnist",
+        "subset": 600,
+        "image_size": 16,
+        "epochs": 2,
+        "batch_size": 64,
+    },
+    "baseline": {"fractions": [0.5, 1.0]},
+    "space": {
+        "policy": {"choices": ["stochastic", "deterministic"]},
+        "frequency": {"low": 0.2, "high": 0.8},
+        "scale": {"choices": [2.0, 4.0]},
+    },
+    "sampler": {"name": "tpe", "seed": 1},
+    "n_trials": 7,
+}
+
+TRIAL_ATTRS = {
+    "schedule", "speedup", "accuracy_change_pp", "effective_speedup", "flops",
+    "reduced_fraction", "device", "versions", "seed", "history", "train_time_s",
+}  # fmt: skip
+
+
+def dikd_in_process(*args: str, cwd: Path) -> click.testing.Result:
+    """Quick commands (errors, help) run in-process; the CLI's behaviour is the same."""
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+def dikd(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
+    return subprocess.run(
+        [sys.executable, "-m", "searcher", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_spec(folder: Path, name: str = "tiny.yaml", **changes) -> Path:
+    spec = {**TINY_SPEC, "storage": f"sqlite:///{folder / 'tiny.db'}", **changes}
+    path = folder / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ran_study(tmp_path_factory):
+    """A tiny study run in two invocations: 4 trials, then the rest of its budget."""
+    folder = tmp_path_factory.mktemp("study")
+    spec = write_spec(folder)
+    first = dikd("study", "run", str(spec), "--n-trials", "4", cwd=folder)
+    assert first.returncode == 0, first.stderr
+    second = dikd("study", "run", str(spec), cwd=folder)
+    assert second.returncode == 0, second.stderr
+    storage = f"sqlite:///{folder / 'tiny.db'}"
+    return folder, storage, first, second
+
+
+def load(storage: str) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=storage)
+
+
+def test_run_completes_baseline_curve_and_search_trials(ran_study):
+    folder, storage, first, second = ran_study
+    trials = load(storage).get_trials()
+    assert len(trials) == 7
+    assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in trials)
+    baselines = [t for t in trials if t.user_attrs["role"] == "baseline"]
+    assert sorted(t.user_attrs["budget_fraction"] for t in baselines) == [0.5, 1.0]
+    assert sorted(t.user_attrs["epochs"] for t in baselines) == [1, 2]
+    search = [t for t in trials if t.user_attrs["role"] == "search"]
+    assert len(search) == 5
+    for t in search:
+        assert TRIAL_ATTRS <= set(t.user_attrs), TRIAL_ATTRS - set(t.user_attrs)
+        Schedule.from_dict(t.user_attrs["schedule"])
+        assert t.user_attrs["speedup"] == pytest.approx(
+            next(b.values[0] for b in baselines if b.user_attrs["budget_fraction"] == 1.0)
+            / t.values[0]
+        )
+    assert load(storage).metric_names == ["train_time_s", "val_accuracy"]
+    assert "Pareto front" in second.stdout and "baseline budget curve" in second.stdout
+
+
+def test_second_run_resumed_the_same_study(ran_study):
+    folder, storage, first, second = ran_study
+    assert "4 trials" in first.stdout and "7 trials" in second.stdout
+    assert len(optuna.get_all_study_names(storage)) == 1
+
+
+def test_list_and_show(ran_study):
+    folder, storage, *_ = ran_study
+    listed = dikd("study", "list", "--storage", storage, cwd=folder)
+    assert listed.returncode == 0 and "tiny  (7 trials)" in listed.stdout
+    shown = dikd("study", "show", "tiny", cwd=folder, env={"DIKD_STORAGE": storage})
+    assert shown.returncode == 0, shown.stderr
+    for header in ("trial", "schedule", "train_time_s", "speedup", "accuracy", "change pp"):
+        assert header in shown.stdout
+    assert "7 complete" in shown.stdout
+
+
+@pytest.mark.parametrize("rule", ["most-accurate", "knee", "trial:3", "fastest-within:100"])
+def test_export_rules_write_a_loadable_config(ran_study, rule):
+    folder, storage, *_ = ran_study
+    out = folder / f"pick-{rule.replace(':', '-')}.yaml"
+    done = dikd("export", "tiny", "--pick", rule, "-o", str(out), "--storage", storage, cwd=folder)
+    if rule.startswith("fastest-within") and done.returncode == 2:
+        # Legitimate on a tiny study: no schedule beats the curve; the error must say so.
+        assert "beats the baseline budget curve" in done.stderr
+        assert not out.exists()
+        return
+    assert done.returncode == 0, done.stderr
+    document = yaml.safe_load(out.read_text())
+    Schedule.from_dict(document["schedule"])
+    config = load_train_config(out)
+    assert config.schedule == Schedule.from_dict(document["schedule"])
+    assert {"train_time_s", "val_accuracy"} <= set(document["measured"])
+    if rule == "trial:3":
+        assert document["trial"] == 3
+
+
+def test_exported_pick_retrains(ran_study):
+    folder, storage, *_ = ran_study
+    out = folder / "best.yaml"
+    done = dikd("export", "tiny", "--pick", "knee", "-o", str(out), "--storage", storage,
+                cwd=folder)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = train(load_train_config(out))
+    assert result.val_accuracy > 0.2
+    again = dikd("export", "tiny", "--pick", "knee", "-o", str(out), "--storage", storage,
+                 cwd=folder)  # fmt: skip
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_report(ran_study):
+    folder, storage, *_ = ran_study
+    out = folder / "report.html"
+    done = dikd("report", "tiny", "-o", str(out), "--storage", storage, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 100_000 and "val_accuracy" in out.read_text()
+
+
+def test_export_rules_errors(ran_study):
+    folder, storage, *_ = ran_study
+    for rule, message in [("trial:999", "not a completed trial"), ("best", "unknown rule")]:
+        done = dikd_in_process("export", "tiny", "--pick", rule, "-o", str(folder / "x.yaml"),
+                               "--storage", storage, cwd=folder)  # fmt: skip
+        assert done.exit_code == 2 and message in done.stderr
+    done = dikd_in_process("export", "nope", "-o", "x.yaml", "--storage", storage, cwd=folder)
+    assert done.exit_code == 2 and "no study 'nope'" in done.stderr
+
+
+def test_changed_space_is_refused_and_nothing_changes(ran_study):
+    folder, storage, *_ = ran_study
+    before = [(t.number, t.state, t.values, t.params) for t in load(storage).get_trials()]
+    space = {**TINY_SPEC["space"], "scale": {"choices": [2.0, 3.0]}}
+    spec = write_spec(folder, "changed.yaml", space=space)
+    done = dikd("study", "run", str(spec), cwd=folder)
+    assert done.returncode == 2
+    assert "different spec" in done.stderr and "space.scale" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    after = [(t.number, t.state, t.values, t.params) for t in load(storage).get_trials()]
+    assert after == before
+
+
+def test_empty_study_export_is_a_clear_error(tmp_path):
+    from searcher import create_or_resume, parse_spec
+
+    storage = f"sqlite:///{tmp_path / 'empty.db'}"
+    create_or_resume(parse_spec({**TINY_SPEC, "storage": storage}), storage)
+    done = dikd_in_process("export", "tiny", "-o", "x.yaml", "--storage", storage, cwd=tmp_path)
+    assert done.exit_code == 2 and "no completed trial" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochs_total": 3}, "field 'epochs_total': unknown field"),
+        ({"space": {"frequency": {"low": 0.9, "high": 0.1}}}, "space.frequency"),
+        ({"space": {"scale": {"low": 1.0, "high": 8.0}}}, "space.scale"),
+        ({"sampler": {"name": "cmaes"}}, "sampler.name"),
+        ({"storage": "mongodb://localhost/x"}, "backend 'mongodb' is not supported"),
+        ({"n_trials": 2}, "must exceed the 2 baseline trials"),
+        ({"train": {"model": "resnet20", "epochs": 0}}, "train.epochs"),
+    ],
+)
+def test_bad_specs_fail_with_one_line_and_exit_2(tmp_path, change, message):
+    spec = {**TINY_SPEC, "storage": f"sqlite:///{tmp_path / 'x.db'}", **change}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(spec))
+    done = dikd_in_process("study", "run", "bad.yaml", cwd=tmp_path)
+    assert done.exit_code == 2, done.output
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # nothing written
+
+
+def test_missing_spec_file_and_bad_usage_exit_2(tmp_path):
+    done = dikd_in_process("study", "run", "missing.yaml", cwd=tmp_path)
+    assert done.exit_code == 2 and "not found" in done.stderr
+    assert dikd_in_process("study", "run", cwd=tmp_path).exit_code == 2
+    assert dikd_in_process("export", "tiny", "--pick", cwd=tmp_path).exit_code == 2
+
+
+def test_every_command_has_help(tmp_path):
+    for command in (
+        [], ["study"], ["study", "run"], ["study", "list"], ["study", "show"], ["export"],
+        ["report"], ["dashboard"], ["worker"], ["train"], ["quickstart"],
+    ):  # fmt: skip
+        done = dikd_in_process(*command, "--help", cwd=tmp_path)
+        assert done.exit_code == 0 and "Usage:" in done.stdout, command
