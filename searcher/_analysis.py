@@ -28,18 +28,36 @@ class BudgetCurve:
     full_accuracy: float
 
     @classmethod
+    def from_points(
+        cls, points: list[tuple[float, float]], full: tuple[float, float]
+    ) -> BudgetCurve:
+        """`points`: (cost, accuracy) of the plain model at several budgets; `full`: the one
+        at the whole budget."""
+        costs, accuracies, best = [], [], -math.inf
+        for cost, accuracy in sorted(points):
+            best = max(best, accuracy)
+            costs.append(cost)
+            accuracies.append(best)
+        return cls(tuple(costs), tuple(accuracies), full[0], full[1])
+
+    @classmethod
     def from_trials(cls, baselines: list[FrozenTrial]) -> BudgetCurve | None:
         done = [t for t in baselines if t.state == TrialState.COMPLETE]
         full = [t for t in done if t.user_attrs.get(BUDGET_FRACTION) == 1.0]
         if not done or not full:
             return None
-        points = sorted((t.values[0], t.values[1]) for t in done)
-        costs, accuracies, best = [], [], -math.inf
-        for cost, accuracy in points:
-            best = max(best, accuracy)
-            costs.append(cost)
-            accuracies.append(best)
-        return cls(tuple(costs), tuple(accuracies), full[0].values[0], full[0].values[1])
+        return cls.from_points([(t.values[0], t.values[1]) for t in done], tuple(full[0].values))
+
+    def accuracy_at(self, cost: float) -> float | None:
+        """The plain model's accuracy at `cost`, interpolated; None outside the curve."""
+        if not self.costs[0] <= cost <= self.costs[-1]:
+            return None
+        i = bisect.bisect_left(self.costs, cost)
+        if self.costs[i] == cost:
+            return self.accuracies[i]
+        c0, c1 = self.costs[i - 1], self.costs[i]
+        a0, a1 = self.accuracies[i - 1], self.accuracies[i]
+        return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)
 
     def cost_to_reach(self, accuracy: float) -> float | None:
         """Interpolated cost at which the curve reaches `accuracy`; None outside its range (below

@@ -21,9 +21,11 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def describe_schedule(trial: FrozenTrial) -> str:
-    s = trial.user_attrs.get("schedule") or {}
+    s = trial.user_attrs.get("schedule")
     epochs = trial.user_attrs.get("epochs")
-    if s.get("policy", "none") == "none":
+    if s is None:  # failed before its schedule was made
+        return ", ".join(f"{k}={v}" for k, v in trial.params.items()) or "?"
+    if s["policy"] == "none":
         return f"baseline, {epochs} epochs"
     window = (
         "" if (s["start"], s["end"]) == (0.0, 1.0) else f" in [{s['start']:.2f},{s['end']:.2f})"

@@ -1,0 +1,142 @@
+"""Schedules against the plain model's budget curve on the quickstart task, side by side.
+
+Trains, with several seeds each: the plain model at 1/4, 1/2, 3/4 and all of the epochs (the
+budget curve), interleaved input-only and pooled schedules, and progressive resizing as other
+libraries ship it (Composer's defaults). Prints one table (time, FLOPs, accuracy mean +- std over
+seeds, accuracy minus the curve at the same time, time to reach the full baseline's accuracy minus
+0.5 points) and writes a plotly figure of accuracy against time next to it.
+
+    python benchmarks/end_to_end.py --seeds 0 1 2 --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import plotly.graph_objects as go
+import yaml
+
+from objectives import Schedule, TrainConfig, train
+from searcher import BudgetCurve
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
+
+# name -> Schedule keyword arguments (None: the plain model)
+VARIANTS: dict[str, dict | None] = {
+    "input-only f=0.5 x2": dict(policy="deterministic", frequency=0.5, kernel_pool=False),
+    "pooled f=0.5 x2": dict(policy="deterministic", frequency=0.5),
+    "pooled f=0.75 x2": dict(policy="deterministic", frequency=0.75),
+    "pooled f=0.5 x1.5": dict(policy="deterministic", frequency=0.5, scale=1.5),
+    "input-only first 50% x2": dict(
+        policy="deterministic", frequency=1.0, end=0.5, kernel_pool=False
+    ),  # fmt: skip
+    "progressive (Composer)": dict(
+        policy="progressive", frequency=0.625, end=0.8, kernel_pool=False
+    ),  # fmt: skip
+}
+
+
+def base_config(args) -> TrainConfig:
+    spec = yaml.safe_load(QUICKSTART.read_text())
+    data = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
+    return TrainConfig.from_dict(data)
+
+
+def run(config: TrainConfig) -> dict:
+    result = train(config)
+    cumulative, times = 0.0, []
+    for record in result.history:
+        cumulative += record.time_s
+        times.append((cumulative, record.val_accuracy))
+    return {
+        "time": result.train_time_s,
+        "flops": result.flops,
+        "acc": result.val_accuracy,
+        "curve": times,
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    base = base_config(args)
+    fractions = (0.25, 0.5, 0.75, 1.0)
+
+    rows: dict[str, list[dict]] = {}
+    for seed in args.seeds:  # seeds outermost: machine drift spreads over every variant
+        for fraction in fractions:
+            epochs = max(1, round(base.epochs * fraction))
+            config = base.model_copy(update={"epochs": epochs, "seed": seed})
+            rows.setdefault(f"baseline {epochs} ep", []).append(run(config))
+        for name in args.variants:
+            schedule = Schedule(**VARIANTS[name], seed=seed)
+            config = base.model_copy(update={"schedule": schedule, "seed": seed})
+            rows.setdefault(name, []).append(run(config))
+        print(f"seed {seed} done", flush=True)
+
+    baseline_names = [n for n in rows if n.startswith("baseline")]
+    means = {
+        n: (statistics.mean(r["time"] for r in rows[n]), statistics.mean(r["acc"] for r in rows[n]))
+        for n in baseline_names
+    }
+    curve = BudgetCurve.from_points(list(means.values()), full=means[baseline_names[-1]])
+    target = curve.full_accuracy - 0.005
+    seed_spread = max(mean_std([r["acc"] for r in rows[n]])[1] for n in baseline_names)
+
+    header = (f"{'configuration':<26}{'time s':>8}{'GFLOP':>9}{'accuracy %':>16}"
+              f"{'vs curve pp':>13}{'to full-0.5pp s':>17}")  # fmt: skip
+    lines = [
+        f"quickstart task: {base.model}, {base.data} subset {base.subset}, {base.epochs} epochs, "
+        f"batch {base.batch_size}, seeds {args.seeds}; curve seed spread (max std) "
+        f"{100 * seed_spread:.2f} pp",
+        header,
+    ]
+    results = {}
+    for name, runs in rows.items():
+        time_m, _ = mean_std([r["time"] for r in runs])
+        acc_m, acc_s = mean_std([r["acc"] for r in runs])
+        flops_m, _ = mean_std([r["flops"] for r in runs])
+        reach = [next((t for t, a in r["curve"] if a >= target), None) for r in runs]
+        reach_s = "never" if None in reach else f"{statistics.mean(reach):.1f}"
+        vs_curve = curve.accuracy_at(time_m)
+        delta = "" if vs_curve is None else f"{100 * (acc_m - vs_curve):+.2f}"
+        lines.append(
+            f"{name:<26}{time_m:>8.1f}{flops_m / 1e9:>9.0f}{100 * acc_m:>10.2f} +-{100 * acc_s:.2f}"
+            f"{delta:>13}{reach_s:>17}"
+        )
+        results[name] = {"time_s": time_m, "flops": flops_m, "accuracy": acc_m,
+                         "accuracy_std": acc_s, "vs_curve_pp": delta, "runs": runs}  # fmt: skip
+    print("\n".join(lines))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "end_to_end.json").write_text(json.dumps(results, indent=1))
+    figure = go.Figure()
+    for name, runs in rows.items():
+        figure.add_trace(go.Scatter(
+            x=[r["time"] for r in runs], y=[100 * r["acc"] for r in runs], mode="markers",
+            name=name, marker_symbol="circle" if name.startswith("baseline") else "diamond",
+        ))  # fmt: skip
+    figure.add_trace(go.Scatter(x=list(curve.costs), y=[100 * a for a in curve.accuracies],
+                                mode="lines", name="budget curve (mean)"))  # fmt: skip
+    figure.update_layout(
+        title="Accuracy against training time (quickstart task)",
+        xaxis_title="training time (s)",
+        yaxis_title="validation accuracy (%)",
+    )
+    figure.write_html(args.out / "end_to_end.html", include_plotlyjs=True)
+    print(f"figure -> {args.out / 'end_to_end.html'}")
+
+
+if __name__ == "__main__":
+    main()
