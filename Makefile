@@ -7,7 +7,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PG_BIN := /usr/lib/postgresql/15/bin/postgres
 APT := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: quickstart test lint setup data system-test-deps clean
+.PHONY: quickstart test lint setup data system-test-deps clean gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -39,3 +39,8 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) dikd.db quickstart
+
+# Wheels for benchmarks/gpu_check.sh on GPU machines without registry access (they have torch).
+gpu-wheels:
+	$(PY) -m pip download -q -d benchmarks/wheels --python-version 3.12 --only-binary=:all: \
+		optuna sqlalchemy pydantic pyyaml click tqdm plotly

@@ -15,7 +15,7 @@ import gzip
 import os
 import pickle
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -399,6 +399,25 @@ def _fashion_mnist(request: LoadRequest) -> TrainingData:
             f"not found in {root}: {_FIX}"
         )
     return tensor_data(request, images, labels, num_classes=10)
+
+
+# --- synthetic: CIFAR-sized images made here, for timing checks where no data set lies ---------
+
+SYNTHETIC_SIZE = 10_000
+
+
+@register_dataset("synthetic", flip=True)
+def _synthetic(request: LoadRequest) -> TrainingData:
+    """10 classes of 32x32 colour images: a smooth per-class pattern under strong noise, so a
+    model learns something and timing matches CIFAR-10's shapes. `subset` sets the count."""
+    generator = torch.Generator().manual_seed(1234)
+    count = request.subset or SYNTHETIC_SIZE
+    patterns = F.interpolate(torch.randn(10, 3, 4, 4, generator=generator), size=32,
+                             mode="bilinear", align_corners=False)  # fmt: skip
+    labels = torch.randint(0, 10, (count,), generator=generator)
+    noise = torch.randn(count, 3, 32, 32, generator=generator)
+    images = (128 + 12 * patterns[labels] + 60 * noise).clamp(0, 255).to(torch.uint8)
+    return tensor_data(replace(request, subset=None), images, labels, num_classes=10)
 
 
 # --- CIFAR-10 / CIFAR-100 ---------------------------------------------------------------------
