@@ -143,7 +143,7 @@ def open_storage(url: str, *, heartbeat: bool = False) -> RDBStorage:
                 "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=MAX_RETRY),
             }
         try:
-            return RDBStorage(
+            storage = RDBStorage(
                 parsed.render_as_string(hide_password=False),
                 engine_kwargs=_engine_kwargs(parsed),
                 **heartbeat_kwargs,
@@ -157,6 +157,31 @@ def open_storage(url: str, *, heartbeat: bool = False) -> RDBStorage:
                 f"cannot open storage {mask_password(url)}: {redact(error_reason(e), url)}; "
                 "check the URL, that the database server runs, and --storage or DIKD_STORAGE"
             ) from None
+    if heartbeat and backend == "sqlite":
+        _serialize_sqlite_transactions(storage.engine)
+    return storage
+
+
+def _serialize_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Every transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna hands an enqueued (WAITING) trial to one worker by reading its state, then setting
+    it RUNNING. SQLite ignores SELECT ... FOR UPDATE and Python's sqlite3 reads outside a
+    transaction, so two processes can both take the same trial (optuna/optuna#4002; seen here as
+    "ValueError: Cannot tell a COMPLETE trial" with 8 workers). Taking the lock first makes the
+    read and the write one step; the busy timeout makes the others wait their turn. Only for
+    storages that run trials: readers (dashboard, `study show`) keep SQLite's shared reads.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # sqlite3 sends no BEGIN of its own
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed are replaced
 
 
 def storage_error(exc: BaseException | None) -> BaseException | None:
@@ -189,11 +214,25 @@ def error_reason(exc: BaseException) -> str:
     return first
 
 
-def running_trials_with_heartbeat(storage: RDBStorage, study_id: int) -> int:
+def _rdb_storage(study: optuna.Study) -> RDBStorage | None:
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna adds a cache layer
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats of the study's running trials; None without heartbeats."""
+    storage = _rdb_storage(study)
+    return storage.get_heartbeat_interval() if storage is not None else None
+
+
+def running_trials_with_heartbeat(study: optuna.Study) -> int:
     """RUNNING trials of the study that have sent a heartbeat: each either finishes or, when its
     worker is dead, becomes stale after the grace period (and is retried)."""
     from optuna.storages._rdb import models  # Optuna's schema; no public query exists
 
+    storage = _rdb_storage(study)
+    if storage is None:
+        return 0
     with storage.scoped_session() as session:
         query = (
             session.query(sqlalchemy.func.count(models.TrialModel.trial_id))
@@ -201,7 +240,7 @@ def running_trials_with_heartbeat(storage: RDBStorage, study_id: int) -> int:
                 models.TrialHeartbeatModel,
                 models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id,
             )
-            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.study_id == study._study_id)
             .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING)
         )
         return int(query.scalar() or 0)
@@ -214,6 +253,7 @@ def study_names(storage: RDBStorage) -> list[str]:
 __all__ = [
     "RetryStaleTrial",
     "error_reason",
+    "heartbeat_interval",
     "heartbeat_settings",
     "mask_password",
     "open_storage",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from objectives import TrainResult, train
@@ -20,6 +20,7 @@ from searcher._analysis import metrics_for
 from searcher._space import BUDGET_FRACTION, ROLE, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
+    heartbeat_interval,
     mask_password,
     open_storage,
     running_trials_with_heartbeat,
@@ -150,8 +151,7 @@ def _wait_for_running(study: optuna.Study, spec: StudySpec) -> bool:
     """The trial budget is spent, counting running trials. A running trial whose worker died
     becomes stale after the grace period and is queued again (the retry callback), so wait
     while running trials send heartbeats. True when the budget has room again."""
-    storage = study._storage
-    interval = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+    interval = heartbeat_interval(study)
     if interval is None or spec.n_trials is None:
         return False
     while not _time_up(study, spec):
@@ -160,7 +160,7 @@ def _wait_for_running(study: optuna.Study, spec: StudySpec) -> bool:
             optuna.storages.fail_stale_trials(study)
         if budget_left(study, spec):
             return True
-        if running_trials_with_heartbeat(storage, study._study_id) == 0:
+        if running_trials_with_heartbeat(study) == 0:
             return False
         time.sleep(interval)
     return False
@@ -201,12 +201,12 @@ def make_objective(
                 # Another worker took the last trial of the budget while this one was asked for.
                 trial.set_user_attr("over_budget", True)
                 raise optuna.TrialPruned("the study's trial budget was already used")
+        if ROLE not in trial.user_attrs:
+            trial.set_user_attr(ROLE, "search")
         try:
             config = trial_config(trial, spec)
             trial.set_user_attr("schedule", config.schedule.to_dict())
             trial.set_user_attr("epochs", config.epochs)
-            if ROLE not in trial.user_attrs:
-                trial.set_user_attr(ROLE, "search")
 
             def report(epoch: int, _result: TrainResult) -> bool:
                 if on_epoch is not None:
@@ -259,7 +259,19 @@ def run_trials(
     while max_trials is None or ran < max_trials:
         if not budget_left(study, spec) and not _wait_for_running(study, spec):
             break
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[collect])
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[collect])
+        except ValueError as e:  # Optuna: "Cannot tell a FAIL trial."
+            if not str(e).startswith("Cannot tell a"):
+                raise
+            # This trial's heartbeats came later than the grace period, so another worker
+            # failed it as stale and queued its retry: carry on with the next trial.
+            logging.getLogger(__name__).warning(
+                "a trial of this worker was failed as stale by another worker (%s); "
+                "if the storage is slow, raise DIKD_GRACE_PERIOD",
+                e,
+            )
+            continue
         trial = finished[-1]
         if trial.user_attrs.get("over_budget"):
             continue  # another worker took the budget's last trial: wait for it, or stop

@@ -16,16 +16,19 @@ import sys
 import threading
 from types import FrameType
 
+import optuna
 from tqdm import tqdm
 
 from searcher._storage import error_reason, redact, storage_error
 from searcher._study import default_worker_id, open_study, run_trials
 
 EXIT_STORAGE_LOST = 1
-RETRY_DELIVERY_S = 0.05
+RETRY_DELIVERY_S = 0.05  # a stop that arrived during a database call: look again this soon
+RESEND_S = 1.0
 # Code running in these packages is in the middle of a database call or of Optuna's bookkeeping
 # of a trial (creating it, storing its end): a stop raised there could leave the trial RUNNING.
-_UNSAFE_PACKAGES = ("optuna", "sqlalchemy", "psycopg", "sqlite3")
+# In weakref callbacks (and __del__) Python drops what is raised.
+_UNSAFE_PACKAGES = ("optuna", "sqlalchemy", "psycopg", "sqlite3", "weakref")
 _STUDY_MODULE = "searcher._study"
 
 
@@ -39,11 +42,16 @@ class _StorageLost(KeyboardInterrupt):
 
 class _Stopper:
     """Turns signals into an exception raised in the main thread at a safe point: inside the
-    objective (training) or outside Optuna, never in the middle of a database call."""
+    objective (training) or outside Optuna, never in the middle of a database call.
+
+    The exception is raised again every RESEND_S until `run_worker` acknowledges it: a signal
+    handler can run inside a weakref callback or a `__del__`, where Python prints and drops
+    whatever is raised.
+    """
 
     def __init__(self) -> None:
         self.pending: BaseException | None = None
-        self.requested = False
+        self.stopping = False  # a stop signal came: the next one ends the process at once
         self.lost: BaseException | None = None
 
     def install(self) -> None:
@@ -64,27 +72,31 @@ class _Stopper:
 
         threading.excepthook = on_thread_error
 
+    def acknowledge(self) -> None:
+        """The stop reached `run_worker`: no more raising."""
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.pending = None
+
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
+        if self.stopping:
             os._exit(128 + signum)  # the second signal: at once, whatever is running
-        self.requested = True
+        self.stopping = True
         self.pending = _Stop(signum)
         self._deliver(frame)
 
     def _on_storage_lost(self, _signum: int, frame: FrameType | None) -> None:
-        if self.pending is None and not self.requested:
-            self.requested = True
+        if self.pending is None and not self.stopping:
             self.pending = _StorageLost()
         self._deliver(frame)
 
     def _deliver(self, frame: FrameType | None) -> None:
         if self.pending is None:
             return
-        if _in_unsafe_code(frame):
-            signal.setitimer(signal.ITIMER_REAL, RETRY_DELIVERY_S)  # try again in a moment
-            return
-        exc, self.pending = self.pending, None
-        raise exc
+        # In run_worker itself the stop is being (or about to be) acknowledged: raise deeper.
+        unsafe = _in_unsafe_code(frame) or (frame is not None and frame.f_code is _RUN_WORKER)
+        signal.setitimer(signal.ITIMER_REAL, RETRY_DELIVERY_S if unsafe else RESEND_S)
+        if not unsafe:
+            raise type(self.pending)(*self.pending.args)
 
 
 def _in_unsafe_code(frame: FrameType | None) -> bool:
@@ -93,18 +105,25 @@ def _in_unsafe_code(frame: FrameType | None) -> bool:
         module = frame.f_globals.get("__name__", "")
         if module == _STUDY_MODULE and frame.f_code.co_name == "objective":
             return False
-        if module.partition(".")[0] in _UNSAFE_PACKAGES:
+        if module.partition(".")[0] in _UNSAFE_PACKAGES or frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
 
 
-class _DropStorageTracebacks(logging.Filter):
-    """Optuna logs a trial that failed on a database error with a traceback; the worker says
-    it once, in one line, when it stops."""
+class _QuietStops(logging.Filter):
+    """Optuna logs a trial that failed on a stop or a database error with a traceback; the
+    worker says what happened in one line when it stops."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and storage_error(record.exc_info[1]) is not None)
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        if storage_error(exc) is not None:
+            return False
+        if isinstance(exc, (_Stop, _StorageLost)):
+            record.exc_info, record.exc_text = None, None  # the message names the signal
+        return True
 
 
 def run_worker(
@@ -114,7 +133,9 @@ def run_worker(
     worker_id = worker_id or default_worker_id()
     stopper = _Stopper()
     stopper.install()
-    logging.getLogger("optuna").addFilter(_DropStorageTracebacks())
+    optuna.logging.get_verbosity()  # makes Optuna set up its handler, which the filter joins
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(_QuietStops())
     bar = None
     try:
         study, spec = open_study(name, storage_url, heartbeat=True, seed_id=worker_id)
@@ -126,6 +147,7 @@ def run_worker(
         print(f"worker {worker_id}: ran {ran} trials of '{name}'", file=sys.stderr)
         return 0
     except _Stop as e:
+        stopper.acknowledge()
         if bar is not None:
             bar.close()
         signum = e.args[0]
@@ -136,6 +158,7 @@ def run_worker(
         )
         return 128 + signum
     except (Exception, _StorageLost) as e:
+        stopper.acknowledge()
         cause = stopper.lost if isinstance(e, _StorageLost) else storage_error(e)
         if cause is None:
             raise
@@ -149,3 +172,8 @@ def run_worker(
             file=sys.stderr,
         )
         return EXIT_STORAGE_LOST
+    finally:
+        stopper.acknowledge()
+
+
+_RUN_WORKER = run_worker.__code__

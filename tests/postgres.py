@@ -148,13 +148,16 @@ class PostgresCluster:
 
     def execute(self, sql: str, params: tuple = (), *, dbname: str = "postgres") -> list[tuple]:
         """Run one statement as the superuser through the Unix socket (autocommit)."""
-        import psycopg
-
-        with psycopg.connect(
-            host=str(self.root), port=self.port, user="postgres", dbname=dbname, autocommit=True
-        ) as conn:
+        with self.connect(dbname) as conn:
+            conn.autocommit = True
             cursor = conn.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
+
+    def connect(self, dbname: str = "postgres"):
+        """A psycopg connection as the superuser through the Unix socket (close it yourself)."""
+        import psycopg
+
+        return psycopg.connect(host=str(self.root), port=self.port, user="postgres", dbname=dbname)
 
     def create_database(self, name: str, *, password: str, user: str | None = None) -> str:
         """A role `user` (default: `name`) with `password`, owning database `name`.

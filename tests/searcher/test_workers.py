@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,6 +57,7 @@ TINY = {
 # Trials of a few seconds, long enough to be killed mid-way.
 SLOW = {**TINY, "train": {**TRAIN, "epochs": 6}, "baseline": {"fractions": [1.0]}, "n_trials": 3}
 DIKD = Path(sys.executable).with_name("dikd")
+_STUDY = "searcher._study"
 LOCK_ERRORS = ("database is locked", "Should not reach", "Traceback")
 
 
@@ -148,10 +150,11 @@ def create_study(url: str, spec: dict, *, baseline_done: bool = False) -> None:
     (with made-up values) so that a worker's first trial is a sampled one, with parameters."""
     study = create_or_resume(parse_spec(spec, "test spec"), url)
     if baseline_done:
-        trial = study.ask()
+        with warnings.catch_warnings():  # "Heartbeat ... used with Study.optimize": not here
+            warnings.simplefilter("ignore", UserWarning)
+            trial = study.ask()
         assert trial.number == 0 and trial.user_attrs["role"] == "baseline"
         study.tell(trial, [1.0, 0.5])
-    study._storage.engine.dispose()
 
 
 def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -208,7 +211,10 @@ def test_three_workers_share_one_postgres_study_and_its_budget(pg_url, tmp_path,
 def test_sigkill_mid_trial_fails_it_and_a_live_worker_retries_its_parameters(
     pg_url, tmp_path, procs
 ):
-    create_study(pg_url, SLOW, baseline_done=True)
+    # Budget 2: the baseline (done) and trial 1. After the kill, trial 1 still counts as
+    # running, so the survivor finds the budget spent: it must wait for trial 1 to go stale
+    # and run its retry, not leave.
+    create_study(pg_url, {**SLOW, "n_trials": 2}, baseline_done=True)
     env = {"DIKD_STORAGE": pg_url}
     doomed = procs(tmp_path, "doomed", "worker", "tiny", "--quiet", "--worker-id", "a", env=env)
     wait_for(lambda: running_trial(pg_url, "tiny", 1), timeout_s=90, what="trial 1 to run")
@@ -231,11 +237,14 @@ def test_sigkill_mid_trial_fails_it_and_a_live_worker_retries_its_parameters(
     assert retry.params == killed.params
     assert retry.system_attrs["retry_history"] == [1]
     assert retry.user_attrs["retry_of"] == 1 and retry.user_attrs["retry_history"] == [1]
-    assert count(list(ts.values()), TrialState.COMPLETE) == 3
+    assert count(list(ts.values()), TrialState.COMPLETE) == 2
     assert count(list(ts.values()), TrialState.RUNNING) == 0
+    assert "ran 1 trials" in survivor.output()
 
 
-def test_sigterm_fails_the_running_trial_and_a_second_sigint_stops_at_once(pg_url, tmp_path, procs):
+def test_sigterm_fails_the_running_trial_and_a_second_sigint_stops_at_once(
+    pg, pg_url, tmp_path, procs
+):
     # Two studies, one worker each, stopped in two ways.
     create_study(pg_url, SLOW)
     create_study(pg_url, {**SLOW, "name": "other"})
@@ -248,16 +257,24 @@ def test_sigterm_fails_the_running_trial_and_a_second_sigint_stops_at_once(pg_ur
 
     term.proc.send_signal(signal.SIGTERM)
     assert term.wait(30) == 128 + signal.SIGTERM
-    assert "stopped by SIGTERM" in term.output()
+    assert "stopped by SIGTERM" in term.output() and "Traceback" not in term.output()
     ts = trials(pg_url, "tiny")
     assert count(ts, TrialState.RUNNING) == 0
     assert count(ts, TrialState.FAIL) == 1
 
-    started = time.monotonic()
-    impatient.proc.send_signal(signal.SIGINT)
-    impatient.proc.send_signal(signal.SIGINT)
-    assert impatient.wait(10) == 128 + signal.SIGINT
-    assert time.monotonic() - started < 5
+    # The second worker's database is slow (a table lock held here): its first SIGINT waits
+    # for the trial's FAIL to be stored, the second one ends it at once.
+    dbname = pg_url.rsplit("/", 1)[1]
+    with pg.connect(dbname) as lock:
+        lock.execute("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE")
+        impatient.proc.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        assert impatient.proc.poll() is None, "the first SIGINT did not wait for the database"
+        started = time.monotonic()
+        impatient.proc.send_signal(signal.SIGINT)
+        assert impatient.wait(10) == 128 + signal.SIGINT
+        assert time.monotonic() - started < 3
+        lock.rollback()
 
 
 def test_eight_local_workers_share_one_sqlite_file_without_lock_errors(tmp_path):
@@ -270,7 +287,9 @@ def test_eight_local_workers_share_one_sqlite_file_without_lock_errors(tmp_path)
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **FAST_ENV},
+        # The default heartbeat (10 s, grace 30 s): 1 s beats from 8 processes would queue on
+        # SQLite's single write lock, and these two loaded cores, past a 3 s grace period.
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         cwd=tmp_path,
     )
     elapsed = time.monotonic() - started
@@ -351,3 +370,36 @@ def test_password_never_appears_in_any_output(pg, pg_url, monkeypatch, capfd):
     code, output = dikd("study", "list", env_url=wrong)
     assert code == 2 and "password authentication failed" in output
     assert PASSWORD[::-1] not in output and quote(PASSWORD[::-1], safe="") not in output
+
+
+def _call_through(*frames: tuple[str, str]) -> bool:
+    """Whether a stop may be raised in a function reached through `frames` (module, function),
+    outermost first."""
+    from searcher._worker import _in_unsafe_code
+
+    def probe() -> bool:
+        return _in_unsafe_code(sys._getframe())
+
+    function = probe
+    for module, name in reversed(frames):
+        namespace = {"__name__": module, "inner": function}
+        exec(f"def {name}():\n    return inner()\n", namespace)
+        function = namespace[name]
+    return function()
+
+
+@pytest.mark.parametrize(
+    ("frames", "unsafe"),
+    [
+        # Training inside the objective inside Optuna's optimize: stop now.
+        ([("optuna.study._optimize", "_run_trial"), (_STUDY, "objective"), ("torch.nn", "f")], 0),
+        # The objective storing an attribute: wait for the database call to end.
+        ([("optuna.study._optimize", "_run_trial"), (_STUDY, "objective"), ("sqlalchemy", "x")], 1),
+        # Optuna creating the trial or storing its end: wait.
+        ([("searcher._study", "run_trials"), ("optuna.study._tell", "_tell_with_warning")], 1),
+        # Between trials, waiting for others' trials: stop now.
+        ([("searcher._worker", "run_worker"), ("searcher._study", "_wait_for_running")], 0),
+    ],
+)
+def test_stop_signals_are_delivered_outside_database_calls(frames, unsafe):
+    assert _call_through(*frames) is bool(unsafe)
