@@ -276,13 +276,15 @@ def test_image_folder_needs_train_and_val(tmp_path: Path) -> None:
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["fashion-mnist", "cifar10", "cifar100", "imagefolder:<path>"]
+    assert list_datasets() == [
+        "fashion-mnist", "synthetic", "cifar10", "cifar100", "imagefolder:<path>"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": "mnist"}, "unknown data set 'mnist': choose fashion-mnist, cifar10"),
+        ({"name": "mnist"}, "unknown data set 'mnist': choose fashion-mnist, synthetic, cifar10"),
         ({"name": "cifar10:x"}, "unknown data set"),
         ({"name": "imagefolder:"}, "needs an argument"),
         ({"name": "fashion-mnist", "subset": 0}, "subset must be at least 1"),
@@ -307,3 +309,11 @@ def test_fashion_mnist_missing_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match=f"data directory {missing} not found"):
         load_data("fashion-mnist", device=CPU, root=str(missing))
+
+
+def test_synthetic_is_cifar_sized_and_learnable_shapes() -> None:
+    data = load_data("synthetic", device=torch.device("cpu"), subset=500)
+    assert data.info.image_size == (32, 32) and data.info.in_channels == 3
+    assert data.info.train_size + data.info.val_size == 500
+    x, y = next(iter(data.train_batches(64, torch.Generator().manual_seed(0))))
+    assert x.shape == (64, 3, 32, 32) and int(y.max()) < 10
