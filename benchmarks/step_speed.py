@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per variant per round")
-    parser.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
 
@@ -52,7 +52,7 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     model = build_model(args.model, num_classes=10, in_channels=args.channels).to(device)
-    channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
+    channels_last = args.channels_last
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     x = torch.randn(args.batch, args.channels, args.size, args.size, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
 from objectives._errors import ConfigError
 
@@ -246,12 +247,60 @@ def running_trials_with_heartbeat(study: optuna.Study) -> int:
         return int(query.scalar() or 0)
 
 
+def count_trials(
+    study: optuna.Study, states: tuple[TrialState, ...], *, below_number: int | None = None
+) -> int:
+    """How many of the study's trials are in `states` (and numbered below `below_number`): one
+    COUNT query, where loading every trial would cost tens of milliseconds at 1,000 trials."""
+    from optuna.storages._rdb import models  # Optuna's schema; no public count by state exists
+
+    storage = _rdb_storage(study)
+    if storage is None:
+        trials = study.get_trials(deepcopy=False, states=states)
+        return sum(below_number is None or t.number < below_number for t in trials)
+    with storage.scoped_session() as session:
+        query = (
+            session.query(sqlalchemy.func.count(models.TrialModel.trial_id))
+            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.state.in_(states))
+        )
+        if below_number is not None:
+            query = query.filter(models.TrialModel.number < below_number)
+        return int(query.scalar() or 0)
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Write many user attributes of a running trial in one transaction.
+
+    `trial.set_user_attr` commits once per key (a few milliseconds each on SQLite): with the
+    twenty a trial records, that alone was most of the service's cost per trial. Falls back to
+    it where Optuna's RDB internals are not there.
+    """
+    storage = _rdb_storage(trial.study)
+    write = getattr(storage, "_set_trial_attr_without_commit", None)
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+    except ImportError:
+        write = None
+    if storage is None or write is None:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        for key, value in attrs.items():
+            write(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
 def study_names(storage: RDBStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
 
 __all__ = [
     "RetryStaleTrial",
+    "count_trials",
+    "set_user_attrs",
     "error_reason",
     "heartbeat_interval",
     "heartbeat_settings",

@@ -20,10 +20,12 @@ from searcher._analysis import metrics_for
 from searcher._space import BUDGET_FRACTION, ROLE, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
+    count_trials,
     heartbeat_interval,
     mask_password,
     open_storage,
     running_trials_with_heartbeat,
+    set_user_attrs,
     study_names,
 )
 
@@ -127,9 +129,8 @@ def open_study(name: str, storage_url: str, *, heartbeat: bool = False, seed_id:
     return study, spec
 
 
-def _counting_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that use the budget: completed and running (failed ones are retried or replaced)."""
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+# Trials that use the budget: completed and running (failed ones are retried or replaced).
+BUDGET_STATES = (TrialState.COMPLETE, TrialState.RUNNING)
 
 
 def _time_up(study: optuna.Study, spec: StudySpec) -> bool:
@@ -143,7 +144,7 @@ def budget_left(study: optuna.Study, spec: StudySpec) -> bool:
     if _time_up(study, spec):
         return False
     if spec.n_trials is not None:
-        return len(_counting_trials(study)) < spec.n_trials
+        return count_trials(study, BUDGET_STATES) < spec.n_trials
     return True
 
 
@@ -166,7 +167,21 @@ def _wait_for_running(study: optuna.Study, spec: StudySpec) -> bool:
     return False
 
 
-def _record_result(trial: optuna.Trial, config, result: TrainResult) -> None:
+def _record_result(trial: optuna.Trial, config, result: TrainResult, cost: float) -> None:
+    """The trial's measured numbers, and its speedups against the baselines finished so far
+    (`study show`, `export` and the report recompute those from all baselines)."""
+    baselines = [
+        t
+        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get(ROLE) == "baseline"
+    ]
+    derived = metrics_for(
+        cost,
+        result.val_accuracy,
+        device=result.device,
+        is_baseline=trial.user_attrs.get(ROLE) == "baseline",
+        trials=baselines,
+    )
     attrs = {
         "schedule": config.schedule.to_dict(),
         "epochs": config.epochs,
@@ -184,9 +199,9 @@ def _record_result(trial: optuna.Trial, config, result: TrainResult) -> None:
             {"epoch": e.epoch, "time_s": e.time_s, "loss": e.loss, "val_accuracy": e.val_accuracy}
             for e in result.history
         ],
+        **derived,
     }
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    set_user_attrs(trial, attrs)
 
 
 def make_objective(
@@ -196,17 +211,18 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         if spec.n_trials is not None:
-            earlier = [t for t in _counting_trials(trial.study) if t.number < trial.number]
-            if len(earlier) >= spec.n_trials:
+            earlier = count_trials(trial.study, BUDGET_STATES, below_number=trial.number)
+            if earlier >= spec.n_trials:
                 # Another worker took the last trial of the budget while this one was asked for.
                 trial.set_user_attr("over_budget", True)
                 raise optuna.TrialPruned("the study's trial budget was already used")
-        if ROLE not in trial.user_attrs:
-            trial.set_user_attr(ROLE, "search")
+        role = {} if ROLE in trial.user_attrs else {ROLE: "search"}
         try:
             config = trial_config(trial, spec)
-            trial.set_user_attr("schedule", config.schedule.to_dict())
-            trial.set_user_attr("epochs", config.epochs)
+            # Before training, so a failed trial still shows what it tried.
+            set_user_attrs(
+                trial, {**role, "schedule": config.schedule.to_dict(), "epochs": config.epochs}
+            )
 
             def report(epoch: int, _result: TrainResult) -> bool:
                 if on_epoch is not None:
@@ -215,28 +231,13 @@ def make_objective(
 
             result = train(config, on_epoch=report)
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+            set_user_attrs(trial, {**role, "fail_reason": f"{type(e).__name__}: {e}"})
             raise
-        _record_result(trial, config, result)
         cost = result.train_time_s if spec.objective == "wall" else result.flops
-        _record_derived(trial, cost, result.val_accuracy)
+        _record_result(trial, config, result, cost)
         return cost, result.val_accuracy
 
     return objective
-
-
-def _record_derived(trial: optuna.Trial, cost: float, accuracy: float) -> None:
-    """Speedups against the baselines finished so far (`study show` recomputes them later)."""
-    trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    metrics = metrics_for(
-        cost,
-        accuracy,
-        device=trial.user_attrs.get("device"),
-        is_baseline=trial.user_attrs.get(ROLE) == "baseline",
-        trials=trials,
-    )
-    for key, value in metrics.items():
-        trial.set_user_attr(key, value)
 
 
 def run_trials(
