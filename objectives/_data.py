@@ -11,6 +11,7 @@ split is never looked at while searching.
 from __future__ import annotations
 
 import abc
+import functools
 import gzip
 import os
 import pickle
@@ -355,7 +356,14 @@ def _missing_root(root: Path) -> FileNotFoundError:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip'd or not) as a numpy array: the MNIST family's format (big-endian)."""
+    """An IDX file (gzip'd or not) as a numpy array: the MNIST family's format (big-endian).
+    Decoded once per process and file version: a study's trials share it (1-2 s a load)."""
+    stat = path.stat()
+    return _read_idx_cached(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(path: Path, _mtime_ns: int, _size: int) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         raw = f.read()

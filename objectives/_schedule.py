@@ -35,6 +35,8 @@ class Schedule:
         start, end: reduction happens only for steps in this fraction [start, end) of training,
             so training can end with a full-resolution phase.
         seed: seed of the stochastic policy.
+        lr_scale: learning-rate multiplier on reduced steps, in [0.25, 4] (a reduced step sees
+            a coarser, cheaper view of the batch; a larger step can spend its savings).
     """
 
     policy: Policy = "none"
@@ -45,6 +47,7 @@ class Schedule:
     start: float = 0.0
     end: float = 1.0
     seed: int = 0
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -76,6 +79,14 @@ class Schedule:
         if not isinstance(self.kernel_pool, bool):
             raise ValueError(
                 f"schedule.kernel_pool must be true or false, got {self.kernel_pool!r}"
+            )
+        if (
+            isinstance(self.lr_scale, bool)
+            or not isinstance(self.lr_scale, (int, float))
+            or not (0.25 <= self.lr_scale <= 4)
+        ):
+            raise ValueError(
+                f"schedule.lr_scale must be a number in [0.25, 4], got {self.lr_scale!r}"
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"schedule.seed must be an integer, got {self.seed!r}")

@@ -233,6 +233,15 @@ def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[f
     stepper.model.load_state_dict(state)
 
 
+def _step_with_lr_scale(optimizer: torch.optim.Optimizer, lr_scale: float) -> None:
+    """One optimiser step with every group's learning rate multiplied by `lr_scale`."""
+    for group in optimizer.param_groups:
+        group["lr"] *= lr_scale
+    optimizer.step()
+    for group in optimizer.param_groups:
+        group["lr"] /= lr_scale
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data, stepper: _Stepper, batch_size: int, device) -> float:
     """Top-1 accuracy on the validation split at full resolution."""
@@ -299,6 +308,7 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
     # without a warm-up the first run in a process would look slower than the runs after it.
     _warm_up(stepper, *sample, sorted(set(scales)))
 
+    lr_scale = config.schedule.lr_scale
     history: list[EpochRecord] = []
     step = 0
     train_time = 0.0
@@ -315,7 +325,10 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
             loss = stepper.loss(x, y, scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            if scale > 1.0 and lr_scale != 1.0:
+                _step_with_lr_scale(optimizer, lr_scale)
+            else:
+                optimizer.step()
             lr_scheduler.step()
             loss_sum += loss.detach()
             epoch_reduced += scale > 1.0

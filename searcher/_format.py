@@ -31,6 +31,8 @@ def describe_schedule(trial: FrozenTrial) -> str:
         "" if (s["start"], s["end"]) == (0.0, 1.0) else f" in [{s['start']:.2f},{s['end']:.2f})"
     )
     kind = "pooled" if s["kernel_pool"] else "input-only"
+    if s.get("lr_scale", 1.0) != 1.0:
+        kind += f" lr x{s['lr_scale']:g}"
     return (
         f"{s['policy']} f={s['frequency']:.2f} x{s['scale']:g} {kind} bn={s['bn']}{window}, "
         f"{epochs} ep"

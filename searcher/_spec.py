@@ -26,7 +26,9 @@ DEFAULT_STORAGE = "sqlite:///dikd.db"
 STORAGE_ENV = "DIKD_STORAGE"
 
 # The Schedule fields a spec may search, each with what a value must be.
-SEARCHABLE = ("policy", "frequency", "scale", "kernel_pool", "bn", "start", "end", "epochs")
+SEARCHABLE = (
+    "policy", "frequency", "scale", "kernel_pool", "bn", "start", "end", "lr_scale", "epochs"
+)  # fmt: skip
 
 
 class FloatRange(BaseModel):
@@ -90,7 +92,9 @@ _ALLOWED = {
     "bn": {"freeze", "update"},
     "kernel_pool": {True, False},
 }
-_BOUNDS = {"frequency": (0, 1), "scale": (1, 4), "start": (0, 1), "end": (0, 1)}
+_BOUNDS = {
+    "frequency": (0, 1), "scale": (1, 4), "start": (0, 1), "end": (0, 1), "lr_scale": (0.25, 4)
+}  # fmt: skip
 
 
 class SearchSpace(BaseModel):
@@ -108,9 +112,12 @@ class SearchSpace(BaseModel):
     bn: Searchable[Literal["freeze", "update"]] = "freeze"
     start: Searchable[float] = 0.0
     end: Searchable[float] = 1.0
+    lr_scale: Searchable[float] = 1.0
     epochs: Searchable[int] | None = None  # None: the budget's epochs
 
-    @field_validator("policy", "frequency", "scale", "kernel_pool", "bn", "start", "end")
+    @field_validator(
+        "policy", "frequency", "scale", "kernel_pool", "bn", "start", "end", "lr_scale"
+    )
     @classmethod
     def _check_values(cls, value: Any, info: ValidationInfo) -> Any:
         name = info.field_name

@@ -69,6 +69,7 @@ def test_round_trip_through_json_and_yaml():
         ({"policy": "sometimes"}, "schedule.policy"),
         ({"start": 0.5, "end": 0.5}, "schedule.start"),
         ({"bn": "separate"}, "schedule.bn"),
+        ({"lr_scale": 8.0}, "schedule.lr_scale"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):

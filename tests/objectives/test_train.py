@@ -130,3 +130,14 @@ def test_dikd_train_cli_bad_config_exits_2(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: field 'epochs': Input should be greater than 0"
     ]
+
+
+def test_lr_scale_acts_on_reduced_steps_only():
+    one_epoch = {**SMALL, "epochs": 1}
+
+    def loss_with(policy: str, lr_scale: float) -> float:
+        schedule = Schedule(policy, 0.5, 2.0, lr_scale=lr_scale)
+        return train(TrainConfig(**one_epoch, schedule=schedule)).history[0].loss
+
+    assert loss_with("none", 1.0) == loss_with("none", 2.0)
+    assert loss_with("deterministic", 1.0) != loss_with("deterministic", 2.0)
