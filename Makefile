@@ -4,7 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DIKD := $(VENV)/bin/dikd
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-PG_BIN := /usr/lib/postgresql/15/bin/postgres
 APT := DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: quickstart test lint setup data system-test-deps clean gpu-wheels
@@ -13,7 +12,8 @@ setup: $(VENV)/.installed
 
 # torch and torchvision are pinned to the builds that lie on this machine kind's disk.
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+	python3 -m venv $(VENV) || ($(APT) update -qq && $(APT) install -y -qq python3-venv \
+		&& python3 -m venv $(VENV))
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
@@ -25,7 +25,8 @@ $(FMNIST):
 data: $(FMNIST)
 
 system-test-deps: data
-	@test -x $(PG_BIN) || ($(APT) update -qq && $(APT) install -y -qq postgresql)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+		($(APT) update -qq && $(APT) install -y -qq postgresql)
 	@test -x /usr/bin/chromium || ($(APT) update -qq && $(APT) install -y -qq chromium)
 
 quickstart: setup data

@@ -130,6 +130,26 @@ def list_datasets() -> list[str]:
     return [entry.name for entry in _REGISTRY.values()]
 
 
+def _lookup(name: str) -> tuple[_Entry, str | None]:
+    key, colon, arg = name.partition(":")
+    entry = _REGISTRY.get(key)
+    takes_arg = entry is not None and ":" in entry.name
+    if entry is None or (colon and not takes_arg):
+        choices = list_datasets()
+        raise ConfigError(
+            f"unknown data set {name!r}: choose {', '.join(choices[:-1])} or {choices[-1]}"
+        )
+    if takes_arg and not arg:
+        raise ConfigError(f"data set {name!r} needs an argument: use {entry.name}")
+    return entry, arg or None
+
+
+def check_dataset_name(name: str) -> str:
+    """`name` if it names a registered data set, else a one-line ConfigError."""
+    _lookup(name)
+    return name
+
+
 def load_data(
     name: str,
     *,
@@ -149,16 +169,7 @@ def load_data(
     are held out for validation (image folders use their val/ folder instead). `image_size`
     resizes the images to that many pixels a side.
     """
-    key, colon, arg = name.partition(":")
-    entry = _REGISTRY.get(key)
-    takes_arg = entry is not None and ":" in entry.name
-    if entry is None or (colon and not takes_arg):
-        choices = list_datasets()
-        raise ConfigError(
-            f"unknown data set {name!r}: choose {', '.join(choices[:-1])} or {choices[-1]}"
-        )
-    if takes_arg and not arg:
-        raise ConfigError(f"data set {name!r} needs an argument: use {entry.name}")
+    entry, arg = _lookup(name)
     if subset is not None and subset < 1:
         raise ConfigError(f"subset must be at least 1 image, got {subset}")
     if not 0.0 <= val_fraction < 1.0:

@@ -42,23 +42,29 @@ def list_models() -> list[str]:
     return list(_REGISTRY) + [n for n in _torchvision_models() if n not in _REGISTRY]
 
 
+def check_model_name(name: str) -> str:
+    """`name` if a model of that name can be built, else a one-line ConfigError."""
+    if name in _REGISTRY or name in _torchvision_models():
+        return name
+    if name in torchvision.models.list_models():
+        problem = f"model {name!r} is not a classification model"
+    else:
+        problem = f"unknown model {name!r}"
+    raise ConfigError(
+        f"{problem}: choose {', '.join(_REGISTRY)} or a torchvision classification model "
+        "such as resnet18 (see `dikd models`)"
+    )
+
+
 def build_model(name: str, *, num_classes: int, in_channels: int) -> nn.Module:
     """A freshly initialised model (no pretrained weights) for `in_channels`-channel images."""
     if num_classes < 1:
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
     if in_channels < 1:
         raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
+    check_model_name(name)
     if name in _REGISTRY:
         return _REGISTRY[name](num_classes, in_channels)
-    if name not in _torchvision_models():
-        if name in torchvision.models.list_models():
-            problem = f"model {name!r} is not a classification model"
-        else:
-            problem = f"unknown model {name!r}"
-        raise ConfigError(
-            f"{problem}: choose {', '.join(_REGISTRY)} or a torchvision classification model "
-            "such as resnet18 (see `dikd models`)"
-        )
     model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
     if in_channels != 3:
         _replace_first_rgb_conv(model, name, in_channels)

@@ -187,7 +187,7 @@ def _fastest_within(name, trials, done, points: float) -> FrozenTrial:
         if t.user_attrs.get(ROLE) == "baseline":
             continue
         m = derived_metrics(t, trials)
-        if m["beats_curve"] and m["accuracy_change_pp"] >= -points:
+        if m["beats_curve"] and m["accuracy_change_pp"] >= -points - 1e-9:  # float noise
             candidates.append(t)
     if candidates:
         return min(candidates, key=lambda t: t.values[0])
@@ -196,7 +196,9 @@ def _fastest_within(name, trials, done, points: float) -> FrozenTrial:
     hint = ""
     if curve is not None:
         within = [
-            b for b in baselines(done) if 100 * (b.values[1] - curve.full_accuracy) >= -points
+            b
+            for b in baselines(done)
+            if 100 * (b.values[1] - curve.full_accuracy) >= -points - 1e-9
         ]
         if within:
             best = min(within, key=lambda t: t.values[0])

@@ -19,6 +19,7 @@ from objectives import ConfigError, list_datasets, list_models, load_train_confi
 from searcher._analysis import PickError, pareto_front
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV, load_spec
 from searcher._storage import mask_password, open_storage
+from searcher._study import TrialsKeepFailingError, default_worker_id
 
 QUICKSTART_SPEC = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
 
@@ -44,6 +45,9 @@ class _Group(click.Group):
         except (ConfigError, PickError) as e:
             click.echo(f"error: {mask_password(str(e))}", err=True)
             ctx.exit(2)
+        except TrialsKeepFailingError as e:
+            click.echo(f"error: {mask_password(str(e))}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,6 +72,9 @@ def train_command(config_path: str) -> None:
 
     try:
         result = train(config, on_epoch=on_epoch)
+    except (ConfigError, FileNotFoundError) as e:  # bad input: a model, data set or folder
+        bar.close()
+        raise ConfigError(str(e)) from None
     except Exception as e:
         bar.close()
         click.echo(f"training failed: {type(e).__name__}: {e}", err=True)
@@ -138,11 +145,14 @@ class _Progress:
         self.trials.close()
 
 
-def _worker_env(storage: str, gpu: str | None) -> dict[str, str]:
+def _worker_env(storage: str, gpu: str | None, workers: int) -> dict[str, str]:
     # The URL travels in the environment, never on a command line others can read.
     env = {**os.environ, STORAGE_ENV: storage}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    # K workers sharing the cores each get their share of threads: oversubscribed threads
+    # would make every trial's time depend on what the other workers happen to run.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     return env
 
 
@@ -158,7 +168,7 @@ def _run_local_workers(name, storage, count, gpus, n_trials, progress: _Progress
             name,
             "--quiet",
             "--worker-id",
-            f"local-{index}",
+            f"{default_worker_id()}-{index}",
         ]
         if n_trials is not None:
             share = n_trials // len(gpu_list) + (index < n_trials % len(gpu_list))
@@ -167,7 +177,11 @@ def _run_local_workers(name, storage, count, gpus, n_trials, progress: _Progress
             cmd += ["--n-trials", str(share)]
         # A session of their own: Ctrl-C reaches this process only, which stops each worker once
         # (a second signal would make a worker quit at once, leaving its trial RUNNING).
-        procs.append(subprocess.Popen(cmd, env=_worker_env(storage, gpu), start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                cmd, env=_worker_env(storage, gpu, len(gpu_list)), start_new_session=True
+            )
+        )
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while any(p.poll() is None for p in procs):

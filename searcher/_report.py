@@ -278,8 +278,8 @@ def _search_study(study: optuna.Study, search: list[FrozenTrial]) -> optuna.Stud
 
 
 def _importances(study: optuna.Study, search: list[FrozenTrial]) -> list[dict[str, float]]:
-    """Importance of each param for low cost and for high accuracy (PED-ANOVA, Optuna's
-    default, ranks params for reaching low target values, so accuracy is negated)."""
+    """Importance of each param for low cost and for high accuracy (PED-ANOVA ranks params for
+    reaching low target values, so accuracy is negated; it needs no scikit-learn)."""
     with_params = [t for t in search if t.params]
     if len(with_params) < 2:
         raise ValueError(f"{len(with_params)} completed search trial(s); at least 2 are needed")
@@ -290,7 +290,9 @@ def _importances(study: optuna.Study, search: list[FrozenTrial]) -> list[dict[st
         for sign, i in ((1.0, 0), (-1.0, 1)):
             out.append(
                 optuna.importance.get_param_importances(
-                    sub, target=lambda t, s=sign, k=i: s * t.values[k]
+                    sub,
+                    evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                    target=lambda t, s=sign, k=i: s * t.values[k],
                 )
             )
     return out

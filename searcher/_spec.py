@@ -136,6 +136,31 @@ class SearchSpace(BaseModel):
                     raise ValueError(f"{v!r} is outside [{low}, {high}]")
         return value
 
+    @model_validator(mode="after")
+    def _window_can_open(self) -> SearchSpace:
+        if _lowest(self.start) >= _highest(self.end):
+            raise ValueError(
+                "start must be below end for some values of both; the reduction window "
+                "[start, end) is empty everywhere"
+            )
+        return self
+
+
+def _lowest(value: Any) -> float:
+    return (
+        value.low
+        if isinstance(value, FloatRange)
+        else min(value.choices if isinstance(value, Choices) else [value])
+    )
+
+
+def _highest(value: Any) -> float:
+    return (
+        value.high
+        if isinstance(value, FloatRange)
+        else max(value.choices if isinstance(value, Choices) else [value])
+    )
+
 
 class SamplerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

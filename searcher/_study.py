@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from objectives import TrainResult, train
 from objectives._errors import ConfigError
 from searcher._analysis import metrics_for
-from searcher._space import BUDGET_FRACTION, ROLE, trial_config
+from searcher._space import BUDGET_FRACTION, ROLE, baseline_epochs, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
     count_trials,
@@ -36,6 +36,13 @@ METRIC_NAMES = {"wall": "train_time_s", "flops": "train_flops"}
 
 class StudyMismatchError(ConfigError):
     """The stored study was created from a different spec."""
+
+
+class TrialsKeepFailingError(RuntimeError):
+    """Every recent trial failed: running more would only fill the study with failures."""
+
+
+MAX_FAILURES_IN_A_ROW = 3
 
 
 def _sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
@@ -71,39 +78,66 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "
     return out
 
 
-def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str = "0") -> optuna.Study:
+def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str | None = None):
     """Create the study (with its enqueued baseline curve), or load it when it exists with the
     same spec. A stored study with another spec is refused and left unchanged."""
     storage = open_storage(storage_url, heartbeat=True)
-    sampler = _sampler(spec, worker_seed(spec.sampler.seed, seed_id))
-    if spec.name in study_names(storage):
+    sampler = _sampler(spec, worker_seed(spec.sampler.seed, seed_id or default_worker_id()))
+    try:
+        study = optuna.create_study(
+            study_name=spec.name,
+            storage=storage,
+            sampler=sampler,
+            directions=["minimize", "maximize"],
+        )
+    except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler)
-        stored = study.user_attrs.get(SPEC_ATTR)
+        stored = _wait_for_spec(study)
         if stored is None:
-            raise StudyMismatchError(
-                f"study '{spec.name}' in {mask_password(storage_url)} was not made by dikd; "
-                "choose another name"
-            )
+            if study.get_trials(deepcopy=False):
+                raise StudyMismatchError(
+                    f"study '{spec.name}' in {mask_password(storage_url)} was not made by dikd; "
+                    "choose another name"
+                ) from None
+            _set_up(study, spec)  # a creator stopped half-way: finish its set-up
+            return study
         changed = _differences(stored, spec.stored_form())
         if changed:
             raise StudyMismatchError(
                 f"study '{spec.name}' exists with a different spec ({', '.join(changed[:4])} "
                 "differ); nothing was changed: rename the study in the spec or restore it"
-            )
+            ) from None
         return study
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=storage,
-        sampler=sampler,
-        directions=["minimize", "maximize"],
-        load_if_exists=True,
-    )
-    study.set_metric_names([METRIC_NAMES[spec.objective], "val_accuracy"])
-    study.set_user_attr(SPEC_ATTR, spec.stored_form())
-    study.set_user_attr(CREATED_ATTR, time.time())
-    for fraction in sorted(set(spec.baseline.fractions)):
-        study.enqueue_trial({}, user_attrs={ROLE: "baseline", BUDGET_FRACTION: fraction})
+    _set_up(study, spec)
     return study
+
+
+def _wait_for_spec(study: optuna.Study, timeout_s: float = 5.0) -> dict[str, Any] | None:
+    """The stored spec; waits a little for a creator that is still setting the study up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is not None or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.5)
+
+
+def baseline_fractions(spec: StudySpec) -> list[float]:
+    """The spec's baseline fractions, one per distinct number of epochs (the largest fraction
+    of each), so rounding never trains the same budget twice."""
+    by_epochs: dict[int, float] = {}
+    for fraction in sorted(set(spec.baseline.fractions), reverse=True):
+        by_epochs.setdefault(baseline_epochs(spec, fraction), fraction)
+    return sorted(by_epochs.values())
+
+
+def _set_up(study: optuna.Study, spec: StudySpec) -> None:
+    """The baselines first and the spec last: a study with its spec attribute is complete."""
+    for fraction in baseline_fractions(spec):
+        study.enqueue_trial({}, user_attrs={ROLE: "baseline", BUDGET_FRACTION: fraction})
+    study.set_metric_names([METRIC_NAMES[spec.objective], "val_accuracy"])
+    study.set_user_attr(CREATED_ATTR, time.time())
+    study.set_user_attr(SPEC_ATTR, spec.stored_form())
 
 
 def load_study_spec(study: optuna.Study) -> StudySpec:
@@ -257,6 +291,7 @@ def run_trials(
         finished.append(trial)
 
     ran = 0
+    failures_in_a_row = 0
     while max_trials is None or ran < max_trials:
         if not budget_left(study, spec) and not _wait_for_running(study, spec):
             break
@@ -279,4 +314,12 @@ def run_trials(
         ran += 1
         if on_trial is not None:
             on_trial(trial)
+        failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason")
+            raise TrialsKeepFailingError(
+                f"{failures_in_a_row} trials of '{study.study_name}' failed in a row, the last "
+                f"with: {reason}; fix the spec or the data, then run it again (nothing stored "
+                "was lost)"
+            )
     return ran

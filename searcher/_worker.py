@@ -20,7 +20,7 @@ import optuna
 from tqdm import tqdm
 
 from searcher._storage import error_reason, redact, storage_error
-from searcher._study import default_worker_id, open_study, run_trials
+from searcher._study import TrialsKeepFailingError, default_worker_id, open_study, run_trials
 
 EXIT_STORAGE_LOST = 1
 RETRY_DELIVERY_S = 0.05  # a stop that arrived during a database call: look again this soon
@@ -157,6 +157,11 @@ def run_worker(
             file=sys.stderr,
         )
         return 128 + signum
+    except TrialsKeepFailingError as e:
+        if bar is not None:
+            bar.close()
+        print(f"worker {worker_id}: {redact(str(e), storage_url)}", file=sys.stderr)
+        return 1
     except (Exception, _StorageLost) as e:
         stopper.acknowledge()
         cause = stopper.lost if isinstance(e, _StorageLost) else storage_error(e)

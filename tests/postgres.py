@@ -46,7 +46,10 @@ class PostgresNotFoundError(RuntimeError):
 
 def find_bin_dir() -> Path:
     """The folder holding initdb, pg_ctl and postgres; a clear error naming the fix if absent."""
-    candidates = [Path(os.environ[BIN_ENV])] if os.environ.get(BIN_ENV) else [DEFAULT_BIN]
+    installed = sorted(DEFAULT_BIN.parent.parent.glob("*/bin"), reverse=True)  # newest first
+    candidates = (
+        [Path(os.environ[BIN_ENV])] if os.environ.get(BIN_ENV) else [DEFAULT_BIN, *installed]
+    )
     for folder in candidates:
         if all((folder / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
             return folder

@@ -234,3 +234,20 @@ def test_every_command_has_help(tmp_path):
     ):  # fmt: skip
         done = dikd_in_process(*command, "--help", cwd=tmp_path)
         assert done.exit_code == 0 and "Usage:" in done.stdout, command
+
+
+def test_trials_that_keep_failing_stop_the_run_with_exit_1(tmp_path):
+    spec = {
+        **TINY_SPEC,
+        "storage": f"sqlite:///{tmp_path / 'x.db'}",
+        "train": {**TINY_SPEC["train"], "data_dir": str(tmp_path / "no-such-folder")},
+    }
+    (tmp_path / "failing.yaml").write_text(yaml.safe_dump(spec))
+    done = dikd_in_process("study", "run", "failing.yaml", cwd=tmp_path)
+    assert done.exit_code == 1
+    assert "3 trials of 'tiny' failed in a row" in done.stderr and "no-such-folder" in done.stderr
+    trials = optuna.load_study(study_name="tiny", storage=spec["storage"]).get_trials()
+    assert [t.state.name for t in trials].count("FAIL") == 3
+    assert all(
+        "no-such-folder" in t.user_attrs["fail_reason"] for t in trials if t.state.name == "FAIL"
+    )

@@ -1,0 +1,93 @@
+"""The numbers the service prints, on hand-built trials with known answers."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from searcher import BudgetCurve, PickError, derived_metrics, pareto_front, pick
+from searcher._spec import parse_spec
+from searcher._study import baseline_fractions
+
+# The plain model: 10 s -> 70%, 20 s -> 80%, 40 s -> 85% (the full budget).
+CURVE = [(10.0, 0.70, 0.25), (20.0, 0.80, 0.5), (40.0, 0.85, 1.0)]
+
+
+def baseline(cost: float, accuracy: float, fraction: float) -> optuna.trial.FrozenTrial:
+    attrs = {"role": "baseline", "budget_fraction": fraction, "device": "cpu", "epochs": 8}
+    return create_trial(values=[cost, accuracy], user_attrs=attrs)
+
+
+def search(cost: float, accuracy: float) -> optuna.trial.FrozenTrial:
+    return create_trial(values=[cost, accuracy], user_attrs={"role": "search", "device": "cpu"})
+
+
+def make_study(*trials: optuna.trial.FrozenTrial) -> optuna.Study:
+    study = optuna.create_study(directions=["minimize", "maximize"], study_name="s")
+    study.add_trials([baseline(*point) for point in CURVE])
+    study.add_trials(list(trials))
+    return study
+
+
+def test_budget_curve_interpolates_and_stays_silent_outside():
+    study = make_study()
+    curve = BudgetCurve.from_trials(study.trials)
+    assert curve.cost_to_reach(0.75) == pytest.approx(15.0)
+    assert curve.cost_to_reach(0.825) == pytest.approx(30.0)
+    assert curve.cost_to_reach(0.60) is None  # below the cheapest baseline: unknown
+    assert curve.accuracy_at(30.0) == pytest.approx(0.825)
+    assert (curve.full_cost, curve.full_accuracy) == (40.0, 0.85)
+
+
+def test_curve_is_made_monotone():
+    curve = BudgetCurve.from_points([(10, 0.7), (20, 0.8), (30, 0.78), (40, 0.85)], (40, 0.85))
+    assert curve.accuracies == (0.7, 0.8, 0.8, 0.85)
+
+
+def test_effective_speedup_and_beating_the_curve():
+    winner, loser = search(20.0, 0.825), search(20.0, 0.75)
+    study = make_study(winner, loser)
+    trials = study.trials
+    better = derived_metrics(trials[3], trials)
+    assert better["effective_speedup"] == pytest.approx(30.0 / 20.0)
+    assert better["speedup"] == pytest.approx(2.0)
+    assert better["accuracy_change_pp"] == pytest.approx(-2.5)
+    assert better["beats_curve"] is True
+    worse = derived_metrics(trials[4], trials)
+    assert worse["effective_speedup"] == pytest.approx(15.0 / 20.0)
+    assert worse["beats_curve"] is False
+    # more accurate than every baseline and cheaper than the full one: a lower bound
+    best = make_study(search(30.0, 0.9)).trials
+    assert derived_metrics(best[3], best)["effective_speedup"] == pytest.approx(40.0 / 30.0)
+
+
+def test_fastest_within_picks_only_trials_that_beat_the_curve():
+    study = make_study(search(12.0, 0.72), search(30.0, 0.845), search(25.0, 0.84))
+    # 3 is fastest but below the curve; 4 (-0.5 pp) and 5 (-1 pp) beat it; 5 is faster
+    assert pick(study, "fastest-within:0.5").number == 4
+    assert pick(study, "fastest-within:2").number == 5
+    assert pick(study, "most-accurate").number == 2  # the full baseline, 85%
+    with pytest.raises(PickError, match="plain model at 8 epochs"):
+        pick(make_study(search(12.0, 0.72)), "fastest-within:0.5")
+
+
+def test_knee_is_the_front_point_farthest_from_the_chord():
+    study = make_study(search(12.0, 0.80))
+    assert [t.number for t in pareto_front(study.trials)] == [0, 3, 2]  # 3 dominates 1
+    assert pick(study, "knee").number == 3
+
+
+def test_failed_and_running_trials_are_ignored():
+    failed = create_trial(state=TrialState.FAIL, user_attrs={"role": "search"})
+    study = make_study(failed)
+    assert len(pareto_front(study.trials)) == 3
+    with pytest.raises(PickError, match="not a completed trial"):
+        pick(study, "trial:3")
+
+
+def test_baseline_budgets_are_never_trained_twice():
+    spec = parse_spec({"name": "x", "train": {"epochs": 2}, "n_trials": 9})
+    assert baseline_fractions(spec) == [0.5, 1.0]  # 1/4 and 1/2 of 2 epochs are both 1 epoch
+    spec = parse_spec({"name": "x", "train": {"epochs": 8}, "n_trials": 9})
+    assert baseline_fractions(spec) == [0.25, 0.5, 0.75, 1.0]
