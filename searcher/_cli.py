@@ -282,7 +282,8 @@ def _print_show(study: optuna.Study, spec) -> None:
 def study_list(storage) -> None:
     """List the studies in the storage."""
     url = _storage_url(storage)
-    summaries = optuna.get_all_study_summaries(open_storage(url), include_best_trial=False)
+    storage = open_storage(url, create=False)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     click.echo(f"storage {mask_password(url)}: {len(summaries)} studies")
     for summary in summaries:
         click.echo(f"  {summary.study_name}  ({summary.n_trials} trials)")
@@ -358,7 +359,7 @@ def dashboard_command(storage, host, port) -> None:
 
     url = _storage_url(storage)
     click.echo(f"optuna-dashboard for {mask_password(url)} on http://{host}:{port}/")
-    run_server(open_storage(url), host=host, port=port)
+    run_server(open_storage(url, create=False), host=host, port=port)
 
 
 @cli.command("quickstart")

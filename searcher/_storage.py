@@ -115,9 +115,10 @@ def _engine_kwargs(url: sqlalchemy.engine.URL) -> dict[str, Any]:
     }
 
 
-def open_storage(url: str, *, heartbeat: bool = False) -> RDBStorage:
+def open_storage(url: str, *, heartbeat: bool = False, create: bool = True) -> RDBStorage:
     """An RDBStorage for `url`; with `heartbeat`, running trials send heartbeats and a dead
-    worker's trial is failed after the grace period and retried once."""
+    worker's trial is failed after the grace period and retried once. `create=False` refuses
+    a SQLite file that does not exist (a reader must not leave an empty database behind)."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
@@ -129,6 +130,13 @@ def open_storage(url: str, *, heartbeat: bool = False) -> RDBStorage:
         raise ConfigError(
             f"storage URL {mask_password(url)!r}: backend {backend!r} is not supported; {_URL_HELP}"
         )
+    database = parsed.database or ""
+    if backend == "sqlite" and not create and database not in ("", ":memory:"):
+        if not os.path.isfile(database):
+            raise ConfigError(
+                f"no study storage at {mask_password(url)}: the SQLite file {database} does not "
+                "exist; check --storage or DIKD_STORAGE"
+            )
     if backend == "postgresql" and parsed.get_driver_name() in ("psycopg2", ""):
         parsed = parsed.set(drivername="postgresql+psycopg")
     heartbeat_kwargs: dict[str, Any] = {}

@@ -149,7 +149,7 @@ def load_study_spec(study: optuna.Study) -> StudySpec:
 
 def open_study(name: str, storage_url: str, *, heartbeat: bool = False, seed_id: str = "0"):
     """Load an existing dikd study by name with its spec; a clear error when there is none."""
-    storage = open_storage(storage_url, heartbeat=heartbeat)
+    storage = open_storage(storage_url, heartbeat=heartbeat, create=False)
     names = study_names(storage)
     if name not in names:
         known = ", ".join(names) or "none"
