@@ -30,14 +30,26 @@ VARIANTS: dict[str, dict] = {
     "pooled f=0.5 x2": dict(policy="deterministic", frequency=0.5),
     "pooled f=0.75 x2": dict(policy="deterministic", frequency=0.75),
     "pooled f=0.5 x4": dict(policy="deterministic", frequency=0.5, scale=4.0),
-    "progressive (Composer)": dict(policy="progressive", frequency=0.625, end=0.8,
-                                   kernel_pool=False),  # fmt: skip
-    "input-only first 50%": dict(policy="deterministic", frequency=1.0, end=0.5,
-                                 kernel_pool=False),  # fmt: skip
-    "input-only f=0.5 lr x1.5": dict(policy="deterministic", frequency=0.5, kernel_pool=False,
-                                     lr_scale=1.5),  # fmt: skip
-    "pooled first 50% lr x1.5": dict(policy="deterministic", frequency=1.0, end=0.5,
-                                     lr_scale=1.5),  # fmt: skip
+    "progressive (Composer)": dict(
+        policy="progressive", frequency=0.625, end=0.8, kernel_pool=False
+    ),  # fmt: skip
+    "input-only first 50%": dict(
+        policy="deterministic", frequency=1.0, end=0.5, kernel_pool=False
+    ),  # fmt: skip
+    "input-only f=0.5 lr x1.5": dict(
+        policy="deterministic", frequency=0.5, kernel_pool=False, lr_scale=1.5
+    ),  # fmt: skip
+    "pooled first 50% lr x1.5": dict(
+        policy="deterministic", frequency=1.0, end=0.5, lr_scale=1.5
+    ),  # fmt: skip
+    # second round: around the first round's best
+    "input-only first 70%": dict(
+        policy="deterministic", frequency=1.0, end=0.7, kernel_pool=False
+    ),  # fmt: skip
+    "input-only first 50% x1.5": dict(
+        policy="deterministic", frequency=1.0, end=0.5, scale=1.5, kernel_pool=False
+    ),  # fmt: skip
+    "pooled first 50%": dict(policy="deterministic", frequency=1.0, end=0.5),
 }
 
 

@@ -265,15 +265,15 @@ def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[f
 
 
 # BatchNorm running statistics come from full steps only (bn="freeze") or are mixed with
-# reduced ones (bn="update"). When fewer than this many of the last 100 steps were full, they
-# are re-estimated before evaluation (a schedule reducing 99% of its steps scored 9.9%, chance).
-MIN_RECENT_FULL_STEPS = 20
+# reduced ones (bn="update"). When under a fifth of the last 100 steps were full, they are
+# re-estimated before evaluation (a schedule reducing 99% of its steps scored 9.9%, chance).
+MIN_RECENT_FULL_FRACTION = 0.2
 RECALIBRATION_BATCHES = 10
 
 
 def _needs_bn_recalibration(scales: list[float]) -> bool:
     recent = scales[-100:]
-    return sum(s == 1.0 for s in recent) < min(MIN_RECENT_FULL_STEPS, len(recent))
+    return sum(s == 1.0 for s in recent) < MIN_RECENT_FULL_FRACTION * len(recent)
 
 
 @torch.no_grad()

@@ -82,7 +82,7 @@ def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str | None =
     """Create the study (with its enqueued baseline curve), or load it when it exists with the
     same spec. A stored study with another spec is refused and left unchanged."""
     storage = open_storage(storage_url, heartbeat=True)
-    sampler = _sampler(spec, worker_seed(spec.sampler.seed, seed_id or default_worker_id()))
+    sampler = _sampler(spec, spec.sampler.seed)  # replaced below, once the study is known
     try:
         study = optuna.create_study(
             study_name=spec.name,
@@ -100,15 +100,24 @@ def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str | None =
                     "choose another name"
                 ) from None
             _set_up(study, spec)  # a creator stopped half-way: finish its set-up
-            return study
+            return _seeded(study, spec, seed_id)
         changed = _differences(stored, spec.stored_form())
         if changed:
             raise StudyMismatchError(
                 f"study '{spec.name}' exists with a different spec ({', '.join(changed[:4])} "
                 "differ); nothing was changed: rename the study in the spec or restore it"
             ) from None
-        return study
+        return _seeded(study, spec, seed_id)
     _set_up(study, spec)
+    return _seeded(study, spec, seed_id)
+
+
+def _seeded(study: optuna.Study, spec: StudySpec, seed_id: str | None) -> optuna.Study:
+    """Give this process's sampler its own seed. Without a worker id, the id is the number of
+    trials already there: a new study replays exactly from its seed, and a resumed one does not
+    propose the points of its first run again."""
+    seed_id = seed_id or f"run-{len(study.get_trials(deepcopy=False))}"
+    study.sampler = _sampler(spec, worker_seed(spec.sampler.seed, seed_id))
     return study
 
 

@@ -293,6 +293,7 @@ def test_dashboard_binds_loopback_by_default(monkeypatch, tmp_path):
         optuna_dashboard, "run_server", lambda storage, **kw: calls.append((storage, kw))
     )
     url = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_storage(url)  # an empty study storage; the dashboard refuses a file that is not there
     result = CliRunner().invoke(cli, ["dashboard", "--storage", url])
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:8080/" in result.output
