@@ -5,16 +5,12 @@ pool, the retry record of a dead worker's trial (a real PostgreSQL cluster, see 
 from __future__ import annotations
 
 import multiprocessing
-import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from postgres import PostgresCluster, PostgresNotFoundError
 
 from objectives import ConfigError

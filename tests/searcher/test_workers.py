@@ -22,8 +22,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from postgres import PostgresCluster, PostgresNotFoundError, wait_for
 
 from searcher._cli import cli
