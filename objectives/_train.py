@@ -7,12 +7,13 @@ once per epoch, so the only host synchronisation is the one that stops the epoch
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib.metadata
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -297,6 +298,18 @@ def _recalibrate_bn(stepper: _Stepper, data, batch_size: int, seed: int) -> None
         m.momentum = momentum
 
 
+@contextlib.contextmanager
+def _bn_statistics_kept(model: nn.Module) -> Iterator[None]:
+    """Restore every BatchNorm layer's running statistics on exit."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+    try:
+        yield
+    finally:
+        for m, state in zip(norms, saved):
+            m.load_state_dict(state)
+
+
 def _step_with_lr_scale(optimizer: torch.optim.Optimizer, lr_scale: float) -> None:
     """One optimiser step with every group's learning rate multiplied by `lr_scale`."""
     for group in optimizer.param_groups:
@@ -402,7 +415,9 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
             loss_sum += loss.detach()
             epoch_reduced += scale > 1.0
             step += 1
-        if _needs_bn_recalibration(scales[:step]):
+        recalibrate = _needs_bn_recalibration(scales[:step])
+        final = epoch == config.epochs
+        if recalibrate and final:  # part of making the final model: timed and counted
             _recalibrate_bn(stepper, data, config.batch_size, seed=config.seed + epoch)
             recalibrations += 1
         _sync(device)
@@ -411,7 +426,14 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         mean_loss = loss_sum.item() / steps_per_epoch
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(epoch, mean_loss)
-        accuracy = evaluate(model, data, stepper, config.eval_batch_size, device)
+        if recalibrate and not final:
+            # Only so that this epoch's accuracy means something (on_epoch may prune on it):
+            # training goes on with the statistics it had.
+            with _bn_statistics_kept(model):
+                _recalibrate_bn(stepper, data, config.batch_size, seed=config.seed + epoch)
+                accuracy = evaluate(model, data, stepper, config.eval_batch_size, device)
+        else:
+            accuracy = evaluate(model, data, stepper, config.eval_batch_size, device)
         history.append(EpochRecord(epoch, epoch_time, mean_loss, accuracy, epoch_reduced))
         result = _result(config, history, scales[:step], train_time, planned_steps, device)
         if on_epoch is not None and on_epoch(epoch, result) and epoch < config.epochs:

@@ -226,6 +226,32 @@ def _stop_workers(procs: list[subprocess.Popen]) -> None:
 @click.option("--gpus", default=None, metavar="0,1,..", help="One worker per GPU, pinned to it.")
 def study_run(spec_path, n_trials, storage, jobs, gpus) -> None:
     """Create the study in SPEC_PATH (or resume it) and run trials until its budget is spent."""
+    _, _, code = _run_study(spec_path, storage, n_trials=n_trials, jobs=jobs, gpus=gpus)
+    if code:
+        sys.exit(1)
+
+
+@cli.command("worker")
+@click.argument("name")
+@storage_option
+@click.option("--n-trials", type=click.IntRange(min=1), help="Run at most N trials, then stop.")
+@click.option("--gpu", default=None, metavar="ID", help="Pin this worker to GPU ID.")
+@click.option("--worker-id", default=None, help="Seeds this worker's sampler (default host-pid).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def worker_command(name, storage, n_trials, gpu, worker_id, quiet) -> None:
+    """Join the existing study NAME from any machine and run its trials."""
+    from searcher._worker import run_worker
+
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    sys.exit(
+        run_worker(name, _storage_url(storage), n_trials=n_trials, worker_id=worker_id, quiet=quiet)
+    )
+
+
+def _run_study(spec_path, storage, *, n_trials=None, jobs=1, gpus=None):
+    """Create or resume the study of a spec and run its trials, here or in local workers.
+    Returns the study, its spec and the exit code (1 when a worker failed)."""
     from searcher._study import create_or_resume, run_trials
 
     spec = load_spec(spec_path)
@@ -248,26 +274,7 @@ def study_run(spec_path, n_trials, storage, jobs, gpus) -> None:
     finally:
         progress.close()
     _print_show(study, spec)
-    if code:
-        sys.exit(1)
-
-
-@cli.command("worker")
-@click.argument("name")
-@storage_option
-@click.option("--n-trials", type=click.IntRange(min=1), help="Run at most N trials, then stop.")
-@click.option("--gpu", default=None, metavar="ID", help="Pin this worker to GPU ID.")
-@click.option("--worker-id", default=None, help="Seeds this worker's sampler (default host-pid).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def worker_command(name, storage, n_trials, gpu, worker_id, quiet) -> None:
-    """Join the existing study NAME from any machine and run its trials."""
-    from searcher._worker import run_worker
-
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    sys.exit(
-        run_worker(name, _storage_url(storage), n_trials=n_trials, worker_id=worker_id, quiet=quiet)
-    )
+    return study, spec, code
 
 
 def _print_show(study: optuna.Study, spec) -> None:
@@ -378,18 +385,9 @@ def quickstart_command(spec_path, out, storage) -> None:
     """The main job: run the quickstart study, export the fastest-within pick, write the report."""
     from searcher._export import export_document, write_export
     from searcher._report import write_report
-    from searcher._study import create_or_resume, run_trials
 
-    spec = load_spec(spec_path)
+    study, spec, _ = _run_study(spec_path, storage)
     url = spec.resolve_storage(storage)
-    study = create_or_resume(spec, url)
-    click.echo(f"study '{spec.name}' in {mask_password(url)}")
-    progress = _Progress(study, spec.n_trials)
-    try:
-        run_trials(study, spec, on_trial=progress.on_trial, on_epoch=progress.on_epoch)
-    finally:
-        progress.close()
-    _print_show(study, spec)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.html"

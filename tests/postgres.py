@@ -224,3 +224,17 @@ def wait_for(predicate, *, timeout_s: float, interval_s: float = 0.2, what: str 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(interval_s)
+
+
+@contextlib.contextmanager
+def started_for_tests() -> Iterator[PostgresCluster]:
+    """A started cluster for a test fixture; a missing server fails the test, never skips it
+    (`make test` installs the server)."""
+    import pytest
+
+    try:
+        find_bin_dir()
+    except PostgresNotFoundError as e:
+        pytest.fail(str(e))
+    with PostgresCluster.started() as cluster:
+        yield cluster

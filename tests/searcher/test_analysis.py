@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
 from searcher import BudgetCurve, PickError, derived_metrics, pareto_front, pick
-from searcher._spec import parse_spec
+from searcher._spec import load_spec, parse_spec
 from searcher._study import baseline_fractions
 
 # The plain model: 10 s -> 70%, 20 s -> 80%, 40 s -> 85% (the full budget).
@@ -91,3 +93,9 @@ def test_baseline_budgets_are_never_trained_twice():
     assert baseline_fractions(spec) == [0.5, 1.0]  # 1/4 and 1/2 of 2 epochs are both 1 epoch
     spec = parse_spec({"name": "x", "train": {"epochs": 8}, "n_trials": 9})
     assert baseline_fractions(spec) == [0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("studies/*.yaml")))
+def test_every_shipped_spec_loads(path):
+    spec = load_spec(path)
+    assert spec.n_trials > len(baseline_fractions(spec))

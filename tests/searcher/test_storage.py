@@ -11,7 +11,7 @@ import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
-from postgres import PostgresCluster, PostgresNotFoundError
+from postgres import started_for_tests
 
 from objectives import ConfigError
 from searcher._storage import (
@@ -33,15 +33,8 @@ PASSWORD = "st0rage-Secret"
 
 @pytest.fixture(scope="module")
 def pg():
-    try:
-        cluster = PostgresCluster.create()
-    except PostgresNotFoundError as e:
-        pytest.fail(str(e))  # CI installs the server: its absence is a failure, not a skip
-    try:
-        cluster.start()
+    with started_for_tests() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(scope="module")

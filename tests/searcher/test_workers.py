@@ -22,7 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
-from postgres import PostgresCluster, PostgresNotFoundError, wait_for
+from postgres import started_for_tests, wait_for
 
 from searcher._cli import cli
 from searcher._spec import parse_spec
@@ -123,16 +123,9 @@ def procs():
 
 @pytest.fixture(scope="module")
 def pg():
-    try:
-        cluster = PostgresCluster.create()
-    except PostgresNotFoundError as e:
-        pytest.fail(str(e))  # CI installs the server: its absence is a failure, not a skip
-    try:
-        cluster.start()
+    with started_for_tests() as cluster:
         cluster.execute(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture
