@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from objectives import TrainResult, train
 from objectives._errors import ConfigError
-from searcher._analysis import metrics_for
+from searcher._analysis import baselines, metrics_for
 from searcher._space import BUDGET_FRACTION, ROLE, baseline_epochs, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
@@ -210,14 +210,26 @@ def _wait_for_running(study: optuna.Study, spec: StudySpec) -> bool:
     return False
 
 
-def _record_result(trial: optuna.Trial, config, result: TrainResult, cost: float) -> None:
+class _Baselines:
+    """The study's completed baselines, reloaded only until all of them have finished (then
+    they never change, and loading every trial of a large study costs tens of milliseconds)."""
+
+    def __init__(self, spec: StudySpec) -> None:
+        self.expected = len(baseline_fractions(spec))
+        self.trials: list[optuna.trial.FrozenTrial] = []
+
+    def get(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        if len(self.trials) < self.expected:
+            self.trials = baselines(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return self.trials
+
+
+def _record_result(
+    trial: optuna.Trial, config, result: TrainResult, cost: float, baselines: list
+) -> None:
     """The trial's measured numbers, and its speedups against the baselines finished so far
-    (`study show`, `export` and the report recompute those from all baselines)."""
-    baselines = [
-        t
-        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get(ROLE) == "baseline"
-    ]
+    (`study show`, `export` and the report recompute those from all baselines). The schedule
+    and epochs were stored before training."""
     derived = metrics_for(
         cost,
         result.val_accuracy,
@@ -226,8 +238,6 @@ def _record_result(trial: optuna.Trial, config, result: TrainResult, cost: float
         trials=baselines,
     )
     attrs = {
-        "schedule": config.schedule.to_dict(),
-        "epochs": config.epochs,
         "train_config": config.to_dict(),
         "train_time_s": result.train_time_s,
         "val_accuracy": result.val_accuracy,
@@ -251,6 +261,7 @@ def make_objective(
     spec: StudySpec, on_epoch: Callable[[int, int], None] | None = None
 ) -> Callable[[optuna.Trial], tuple[float, float]]:
     """The study's objective: train the trial's config, return (cost, val_accuracy)."""
+    known_baselines = _Baselines(spec)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         if spec.n_trials is not None:
@@ -277,7 +288,7 @@ def make_objective(
             set_user_attrs(trial, {**role, "fail_reason": f"{type(e).__name__}: {e}"})
             raise
         cost = result.train_time_s if spec.objective == "wall" else result.flops
-        _record_result(trial, config, result, cost)
+        _record_result(trial, config, result, cost, known_baselines.get(trial.study))
         return cost, result.val_accuracy
 
     return objective
