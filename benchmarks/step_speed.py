@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per variant per round")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--compile", action="store_true", help="torch.compile every step")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -60,7 +61,9 @@ def main() -> None:
     steppers = {}
     for name, scale, kernel_pool in VARIANTS:
         schedule = Schedule("deterministic", 1.0, scale, kernel_pool=kernel_pool)
-        config = TrainConfig(schedule=schedule, channels_last=channels_last, bf16=args.bf16)
+        config = TrainConfig(
+            schedule=schedule, channels_last=channels_last, bf16=args.bf16, compile=args.compile
+        )
         steppers[name] = (_Stepper(model, config, device), scale)
     if next(iter(steppers.values()))[0].channels_last:
         model.to(memory_format=torch.channels_last)
@@ -76,7 +79,7 @@ def main() -> None:
     for name, (stepper, scale) in steppers.items():
         counter = FlopCounterMode(display=False)
         with counter:
-            stepper.loss(x, y, scale).backward()
+            stepper.loss(x, y, scale, eager=True).backward()
         flops[name] = counter.get_total_flops()
         for _ in range(3):  # warm-up: allocator, cuDNN autotuning, oneDNN primitives
             step(name)
@@ -102,7 +105,7 @@ def main() -> None:
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {device.type}"
         f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
         f"{torch.get_num_threads()} threads), torch {torch.__version__}, "
-        f"channels_last={next(iter(steppers.values()))[0].channels_last}, "
+        f"channels_last={next(iter(steppers.values()))[0].channels_last}, compile={args.compile}, "
         f"{args.rounds}x{args.steps} timed steps per variant"
     )
     header = f"{'step':<15}{'median ms':>10}{'speedup':>9}{'FLOP ratio':>12}{'efficiency':>12}"

@@ -61,6 +61,7 @@ class TrainConfig(BaseModel):
     # NHWC: on the CPU (oneDNN) every step of ResNet-20 ran 1.15-1.25x faster, and on CUDA
     # it is what tensor cores want (benchmarks/README.md).
     channels_last: bool = True
+    compile: bool = False  # torch.compile the full and the reduced step (once each, in warm-up)
     num_workers: int = Field(2, ge=0)  # DataLoader workers, for data sets too big to hold
     eval_batch_size: int = Field(512, gt=0)
 
@@ -195,8 +196,15 @@ class _Stepper:
         )
         self.channels_last = config.channels_last
         self.label_smoothing = config.label_smoothing
+        # Static shapes: one graph for the full step and one per reduced shape, each compiled
+        # once in the warm-up. (Dynamic shapes would merge them into one graph traced with
+        # either the full or the pooled convolutions.)
+        self.compiled = torch.compile(model, dynamic=False) if config.compile else model
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+    def loss(
+        self, x: torch.Tensor, y: torch.Tensor, scale: float, *, eager: bool = False
+    ) -> torch.Tensor:
+        model = self.model if eager else self.compiled
         if scale > 1.0:
             x = downsample(x, scale)
         if self.channels_last:
@@ -204,9 +212,9 @@ class _Stepper:
         with self.autocast:
             if scale > 1.0:
                 with reduced(self.model, scale, self.schedule.kernel_pool, self.schedule.bn):
-                    out = self.model(x)
+                    out = model(x)
             else:
-                out = self.model(x)
+                out = model(x)
             return F.cross_entropy(out.float(), y, label_smoothing=self.label_smoothing)
 
 
@@ -250,7 +258,7 @@ def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: floa
     model.eval()  # the same convolutions, and BatchNorm statistics stay untouched
     counter = FlopCounterMode(display=False)
     with counter:
-        stepper.loss(x, y, scale).backward()
+        stepper.loss(x, y, scale, eager=True).backward()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return float(counter.get_total_flops())

@@ -165,3 +165,19 @@ def test_bn_recalibration_rule():
     assert not _needs_bn_recalibration([2.0, 1.0] * 10)  # also in a short first epoch
     assert _needs_bn_recalibration([2.0] * 290 + [1.0] * 10)
     assert _needs_bn_recalibration([2.0] * 5)
+
+
+def test_compile_builds_the_full_and_the_reduced_step_once_each():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    schedule = Schedule("deterministic", 0.5, 2.0)
+    config = TrainConfig(**{**SMALL, "epochs": 2, "subset": 700}, schedule=schedule, compile=True)
+    result = train(config)
+    # Both graphs are compiled in the warm-up, before the clock; the 20 steps add none.
+    assert counters["stats"]["unique_graphs"] == 2
+    assert result.reduced_steps == result.total_steps // 2
+    eager = train(config.model_copy(update={"compile": False}))
+    assert abs(result.history[0].loss - eager.history[0].loss) < 0.05
