@@ -56,6 +56,8 @@ VARIANTS: dict[str, dict] = {
 def base_config(args) -> TrainConfig:
     spec = yaml.safe_load(QUICKSTART.read_text())
     data = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
+    if args.image_size:
+        data["image_size"] = args.image_size
     return TrainConfig.from_dict(data)
 
 
@@ -81,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's")
+    parser.add_argument("--image-size", type=int, default=None, help="resize the images")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -111,7 +114,8 @@ def main() -> None:
     header = (f"{'configuration':<26}{'time s':>8}{'GFLOP':>9}{'accuracy %':>16}"
               f"{'vs curve pp':>13}{'to full-0.5pp s':>17}")  # fmt: skip
     lines = [
-        f"quickstart task: {base.model}, {base.data} subset {base.subset}, {base.epochs} epochs, "
+        f"quickstart task: {base.model}, {base.data} subset {base.subset}, "
+        f"{base.image_size or 'native'} px, {base.epochs} epochs, "
         f"batch {base.batch_size}, seeds {args.seeds}; curve seed spread (max std) "
         f"{100 * seed_spread:.2f} pp",
         header,
