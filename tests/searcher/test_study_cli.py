@@ -12,20 +12,14 @@ import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
+from tiny import TINY_TRAIN
 
 from objectives import Schedule, load_train_config, train
 from searcher._cli import cli
 
 TINY_SPEC = {
     "name": "tiny",
-    "train": {
-        "model": "resnet20",
-        "data": "fashion-mnist",
-        "subset": 600,
-        "image_size": 16,
-        "epochs": 2,
-        "batch_size": 64,
-    },
+    "train": TINY_TRAIN,
     "baseline": {"fractions": [0.5, 1.0]},
     "space": {
         "policy": {"choices": ["stochastic", "deterministic"]},

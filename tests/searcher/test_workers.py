@@ -23,6 +23,7 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 from postgres import started_for_tests, wait_for
+from tiny import TINY_TRAIN
 
 from searcher._cli import cli
 from searcher._spec import parse_spec
@@ -37,14 +38,7 @@ FAST_ENV = {
     "OMP_NUM_THREADS": "1",  # many workers share two cores
     "PYTHONUNBUFFERED": "1",
 }
-TRAIN = {
-    "model": "resnet20",
-    "data": "fashion-mnist",
-    "subset": 600,
-    "image_size": 16,
-    "epochs": 2,
-    "batch_size": 64,
-}
+TRAIN = TINY_TRAIN
 TINY = {
     "name": "tiny",
     "train": TRAIN,
