@@ -41,7 +41,11 @@ lint: setup
 clean:
 	rm -rf $(VENV) dikd.db quickstart
 
-# Wheels for benchmarks/gpu_check.sh on GPU machines without registry access (they have torch).
+# Wheels for benchmarks/gpu_check.sh on GPU machines without registry access. Their image has
+# torch, numpy, click, tqdm and pyyaml; the wheels of those are dropped (two versions clash).
 gpu-wheels:
+	rm -rf benchmarks/wheels
 	$(PY) -m pip download -q -d benchmarks/wheels --python-version 3.12 --only-binary=:all: \
-		optuna sqlalchemy pydantic pyyaml click tqdm plotly
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform any optuna sqlalchemy pydantic plotly
+	cd benchmarks/wheels && rm -f numpy-* packaging-* pyyaml-* click-* tqdm-* markupsafe-*
