@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--mode", default="default", help="torch.compile mode")
     args = parser.parse_args()
 
     schedule = Schedule("deterministic", 0.5, 2.0, kernel_pool=True)
@@ -65,13 +66,13 @@ def main() -> None:
         in_warm_up.append(len(handler.messages))
 
     objectives._train._warm_up = noted_warm_up
-    compiled = train(config.model_copy(update={"compile": True}))
+    compiled = train(config.model_copy(update={"compile": True, "compile_mode": args.mode}))
     objectives._train._warm_up = warm_up
     before = [m for m in handler.messages[: in_warm_up[0]] if "ecompil" in m]
     recompiles = [m for m in handler.messages[in_warm_up[0] :] if "ecompil" in m]
 
     print(
-        f"compile check: resnet20, batch {args.batch}, {args.size}x{args.size}, "
+        f"compile check ({args.mode}): resnet20, batch {args.batch}, {args.size}x{args.size}, "
         f"{compiled.total_steps} steps ({compiled.reduced_steps} reduced), {compiled.device}"
     )
     print(

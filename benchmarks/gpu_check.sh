@@ -45,15 +45,15 @@ part step_resnet50 120 python3 benchmarks/step_speed.py --model resnet50 $r50 --
 cat > "$out/gpu-study.yaml" <<SPEC
 name: gpu-check
 storage: sqlite:///$out/gpu-check.db
-train: {model: resnet20, data: synthetic, $study, lr: 0.4, device: $device}
+train: {model: resnet20, data: synthetic, $study, lr: 0.2, device: $device}
 baseline: {fractions: [0.5, 1.0]}
 space: {frequency: {low: 0.3, high: 0.9}, scale: {choices: [2.0]}, kernel_pool: {choices: [true, false]}}
 n_trials: 4
 SPEC
 part study 120 python3 -m searcher study run "$out/gpu-study.yaml"
-part compile_check 150 python3 benchmarks/compile_check.py --device "$device" $cc
+part compile_check 150 python3 benchmarks/compile_check.py --device "$device" $cc --mode reduce-overhead
 part step_resnet20_compiled 120 python3 benchmarks/step_speed.py --model resnet20 $r20 --size 32 \
-  --device "$device" --compile --variants "full,input-only x2,pooled x2"
+  --device "$device" --compile --compile-mode reduce-overhead --variants "full,input-only x2,pooled x2"
 rm -f "$out/gpu-check.db"
 echo
 echo "================ GPU check: $(tr '\n' ' ' < "$out/env.txt") ================"

@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--compile", action="store_true", help="torch.compile every step")
+    parser.add_argument("--compile-mode", default="default", help="e.g. reduce-overhead")
     names = [name for name, _, _ in VARIANTS]
     parser.add_argument(
         "--variants", default=",".join(names), help=f"comma-separated subset of: {', '.join(names)}"
@@ -73,7 +74,11 @@ def main() -> None:
             continue
         schedule = Schedule("deterministic", 1.0, scale, kernel_pool=kernel_pool)
         config = TrainConfig(
-            schedule=schedule, channels_last=channels_last, bf16=args.bf16, compile=args.compile
+            schedule=schedule,
+            channels_last=channels_last,
+            bf16=args.bf16,
+            compile=args.compile,
+            compile_mode=args.compile_mode,
         )
         steppers[name] = (_Stepper(model, config, device), scale)
     if next(iter(steppers.values()))[0].channels_last:
@@ -116,7 +121,7 @@ def main() -> None:
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {device.type}"
         f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
         f"{torch.get_num_threads()} threads), torch {torch.__version__}, "
-        f"channels_last={next(iter(steppers.values()))[0].channels_last}, compile={args.compile}, "
+        f"channels_last={next(iter(steppers.values()))[0].channels_last}, compile={args.compile and args.compile_mode}, "
         f"{args.rounds}x{args.steps} timed steps per variant"
     )
     header = f"{'step':<15}{'median ms':>10}{'speedup':>9}{'FLOP ratio':>12}{'efficiency':>12}"

@@ -62,6 +62,9 @@ class TrainConfig(BaseModel):
     # it is what tensor cores want (benchmarks/README.md).
     channels_last: bool = True
     compile: bool = False  # torch.compile the full and the reduced step (once each, in warm-up)
+    # torch.compile's mode; "reduce-overhead" replays each step as a CUDA graph, which is what
+    # small models on a fast GPU need: their eager steps are bound by kernel launches.
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     num_workers: int = Field(2, ge=0)  # DataLoader workers, for data sets too big to hold
     eval_batch_size: int = Field(512, gt=0)
 
@@ -199,12 +202,20 @@ class _Stepper:
         # Static shapes: one graph for the full step and one per reduced shape, each compiled
         # once in the warm-up. (Dynamic shapes would merge them into one graph traced with
         # either the full or the pooled convolutions.)
-        self.compiled = torch.compile(model, dynamic=False) if config.compile else model
+        self.compiled = (
+            torch.compile(model, dynamic=False, mode=config.compile_mode)
+            if config.compile
+            else model
+        )
+        self.cuda_graphs = config.compile and config.compile_mode == "reduce-overhead"
 
     def loss(
         self, x: torch.Tensor, y: torch.Tensor, scale: float, *, eager: bool = False
     ) -> torch.Tensor:
         model = self.model if eager else self.compiled
+        if self.cuda_graphs and not eager:
+            # A new step: the graphs' outputs of the last one may be overwritten now.
+            torch.compiler.cudagraph_mark_step_begin()
         if scale > 1.0:
             x = downsample(x, scale)
         if self.channels_last:
@@ -267,7 +278,8 @@ def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: floa
 def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[float]) -> None:
     """Run each step shape once before the clock starts; the model's state is restored."""
     state = copy.deepcopy(stepper.model.state_dict())
-    for scale in scales:
+    # CUDA graphs are recorded on a shape's second call (the first one warms up).
+    for scale in scales * (2 if stepper.cuda_graphs else 1):
         stepper.loss(x, y, scale).backward()
     stepper.model.zero_grad(set_to_none=True)
     stepper.model.load_state_dict(state)
