@@ -202,17 +202,21 @@ class _Stepper:
         # Static shapes: one graph for the full step and one per reduced shape, each compiled
         # once in the warm-up. (Dynamic shapes would merge them into one graph traced with
         # either the full or the pooled convolutions.)
-        self.compiled = (
-            torch.compile(model, dynamic=False, mode=config.compile_mode)
-            if config.compile
-            else model
-        )
-        self.cuda_graphs = config.compile and config.compile_mode == "reduce-overhead"
+        self.compile_mode = config.compile_mode if config.compile else None
+        self.cuda_graphs = self.compile_mode == "reduce-overhead"
+        self._compiled: dict[float, nn.Module] = {}  # one compiled model per step shape
+
+    def _model_for(self, scale: float) -> nn.Module:
+        if self.compile_mode is None:
+            return self.model
+        if scale not in self._compiled:
+            self._compiled[scale] = torch.compile(self.model, dynamic=False, mode=self.compile_mode)
+        return self._compiled[scale]
 
     def loss(
         self, x: torch.Tensor, y: torch.Tensor, scale: float, *, eager: bool = False
     ) -> torch.Tensor:
-        model = self.model if eager else self.compiled
+        model = self.model if eager else self._model_for(scale)
         if self.cuda_graphs and not eager:
             # A new step: the graphs' outputs of the last one may be overwritten now.
             torch.compiler.cudagraph_mark_step_begin()
@@ -278,9 +282,12 @@ def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: floa
 def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[float]) -> None:
     """Run each step shape once before the clock starts; the model's state is restored."""
     state = copy.deepcopy(stepper.model.state_dict())
-    # CUDA graphs are recorded on a shape's second call (the first one warms up).
-    for scale in scales * (2 if stepper.cuda_graphs else 1):
-        stepper.loss(x, y, scale).backward()
+    # CUDA graphs are recorded on a shape's second call (the first one warms up). Run on an
+    # H100, a warm-up alternating full and reduced shapes failed ("accessing tensor output of
+    # CUDAGraphs that has been overwritten"); each shape's calls in a row did not.
+    for scale in scales:
+        for _ in range(2 if stepper.cuda_graphs else 1):
+            stepper.loss(x, y, scale).backward()
     stepper.model.zero_grad(set_to_none=True)
     stepper.model.load_state_dict(state)
 
