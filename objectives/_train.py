@@ -282,13 +282,13 @@ def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: floa
 def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[float]) -> None:
     """Run each step shape once before the clock starts; the model's state is restored."""
     state = copy.deepcopy(stepper.model.state_dict())
-    # CUDA graphs are recorded on a shape's second call (the first one warms up). Run on an
-    # H100, a warm-up alternating full and reduced shapes failed ("accessing tensor output of
-    # CUDAGraphs that has been overwritten"); each shape's calls in a row did not.
+    # CUDA graphs are recorded on a shape's second call (the first one warms up). Gradients
+    # are dropped after each call, as in training: a .grad kept from an earlier call lives in
+    # the graphs' memory pool, which the next call overwrites.
     for scale in scales:
         for _ in range(2 if stepper.cuda_graphs else 1):
             stepper.loss(x, y, scale).backward()
-    stepper.model.zero_grad(set_to_none=True)
+            stepper.model.zero_grad(set_to_none=True)
     stepper.model.load_state_dict(state)
 
 
