@@ -12,13 +12,17 @@ seeds, accuracy minus the curve at the same time, time to reach the full baselin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 from pathlib import Path
 
 import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
 import yaml
 
+import objectives._reduce
 from objectives import Schedule, TrainConfig, train
 from searcher import BudgetCurve
 
@@ -50,7 +54,62 @@ VARIANTS: dict[str, dict] = {
         policy="deterministic", frequency=1.0, end=0.5, scale=1.5, kernel_pool=False
     ),  # fmt: skip
     "pooled first 50%": dict(policy="deterministic", frequency=1.0, end=0.5),
+    # third round: how the small kernel is derived (benchmark-only derivations, see below)
+    "pooled f=0.75 uniform grad": dict(policy="deterministic", frequency=0.75),
+    "pooled f=0.75 corner taps": dict(policy="deterministic", frequency=0.75),
+    "pooled f=0.75 bn=update": dict(policy="deterministic", frequency=0.75, bn="update"),
 }
+
+
+class _UniformTapGradient(torch.autograd.Function):
+    """Average pooling forward; backward gives each original tap the mean of the gradients of
+    the pooled taps it feeds instead of their sum (3x3 -> 2x2: corner, edge and centre taps in
+    the ratio 1:1:1 instead of 1:2:4), scaled so that the taps' mean share stays the same."""
+
+    @staticmethod
+    def forward(ctx, weight, size):
+        ctx.shape, ctx.size = weight.shape, size
+        return F.adaptive_avg_pool2d(weight, size)
+
+    @staticmethod
+    def backward(ctx, grad):
+        with torch.enable_grad():
+            probe = torch.zeros(ctx.shape, device=grad.device, dtype=grad.dtype, requires_grad=True)
+            pooled = F.adaptive_avg_pool2d(probe, ctx.size)
+            spread, share = torch.autograd.grad(  # pooling's adjoint, of the gradient and of 1s
+                pooled, probe, torch.stack([grad, torch.ones_like(grad)]), is_grads_batched=True
+            )[0]
+        return spread / share * share.mean(), None
+
+
+def _uniform_grad_kernel(weight, size):
+    kh, kw = weight.shape[-2:]
+    if (kh, kw) == tuple(size):
+        return weight
+    return _UniformTapGradient.apply(weight, tuple(size)) * (kh * kw) / (size[0] * size[1])
+
+
+def _corner_kernel(weight, size):
+    """Bilinear resize with aligned corners: for 3x3 -> 2x2, the four corner taps as they are."""
+    if tuple(weight.shape[-2:]) == tuple(size):
+        return weight
+    return F.interpolate(weight, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+KERNEL_DERIVATIONS = {"uniform grad": _uniform_grad_kernel, "corner taps": _corner_kernel}
+
+
+@contextlib.contextmanager
+def kernel_derivation(variant: str):
+    """Swap `reduced`'s kernel pooling for the derivation a variant's name asks for."""
+    chosen = next((f for key, f in KERNEL_DERIVATIONS.items() if key in variant), None)
+    original = objectives._reduce.pool_kernel
+    if chosen is not None:
+        objectives._reduce.pool_kernel = chosen
+    try:
+        yield
+    finally:
+        objectives._reduce.pool_kernel = original
 
 
 def base_config(args) -> TrainConfig:
@@ -58,6 +117,8 @@ def base_config(args) -> TrainConfig:
     data = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
     if args.image_size:
         data["image_size"] = args.image_size
+    if args.model:
+        data["model"] = args.model
     return TrainConfig.from_dict(data)
 
 
@@ -79,28 +140,52 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's")
-    parser.add_argument("--image-size", type=int, default=None, help="resize the images")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
-    base = base_config(args)
-    fractions = (0.25, 0.5, 0.75, 1.0)
-
+def run_all(args, base: TrainConfig) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     for seed in args.seeds:  # seeds outermost: machine drift spreads over every variant
-        for fraction in fractions:
+        for fraction in (0.25, 0.5, 0.75, 1.0):
             epochs = max(1, round(base.epochs * fraction))
             config = base.model_copy(update={"epochs": epochs, "seed": seed})
             rows.setdefault(f"baseline {epochs} ep", []).append(run(config))
         for name in args.variants:
             schedule = Schedule(**VARIANTS[name], seed=seed)
             config = base.model_copy(update={"schedule": schedule, "seed": seed})
-            rows.setdefault(name, []).append(run(config))
+            with kernel_derivation(name):
+                rows.setdefault(name, []).append(run(config))
         print(f"seed {seed} done", flush=True)
+    return rows
+
+
+def paired_deltas(rows: dict[str, list[dict]], baseline_names: list[str], name: str) -> list:
+    """Per seed: the run's accuracy minus that seed's own budget curve at the run's time (pp).
+    A seed fixes the data split and the initialisation, so pairing removes their spread."""
+    deltas = []
+    for i, run_ in enumerate(rows[name]):
+        points = [(rows[b][i]["time"], rows[b][i]["acc"]) for b in baseline_names]
+        at = BudgetCurve.from_points(points, full=points[-1]).accuracy_at(run_["time"])
+        deltas.append(None if at is None else 100 * (run_["acc"] - at))
+    return deltas
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's")
+    parser.add_argument("--image-size", type=int, default=None, help="resize the images")
+    parser.add_argument("--model", default=None, help="override the quickstart's model")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--table-from", type=Path, help="an end_to_end.json to print again")
+    args = parser.parse_args()
+    base = base_config(args)
+
+    if args.table_from:  # re-print the table of a saved run
+        saved = json.loads(args.table_from.read_text())
+        rows = {name: result["runs"] for name, result in saved.items()}
+        args.seeds = list(range(len(next(iter(rows.values())))))
+        args.out = args.table_from.parent
+    else:
+        rows = run_all(args, base)
 
     baseline_names = [n for n in rows if n.startswith("baseline")]
     means = {
@@ -108,11 +193,12 @@ def main() -> None:
         for n in baseline_names
     }
     curve = BudgetCurve.from_points(list(means.values()), full=means[baseline_names[-1]])
-    target = curve.full_accuracy - 0.005
     seed_spread = max(mean_std([r["acc"] for r in rows[n]])[1] for n in baseline_names)
 
-    header = (f"{'configuration':<26}{'time s':>8}{'GFLOP':>9}{'accuracy %':>16}"
-              f"{'vs curve pp':>13}{'to full-0.5pp s':>17}")  # fmt: skip
+    header = (
+        f"{'configuration':<28}{'time s':>8}{'GFLOP':>9}{'accuracy %':>16}{'vs curve pp':>13}"
+        f"{'paired pp (per seed)':>28}{'to full-0.5pp s':>17}"
+    )
     lines = [
         f"quickstart task: {base.model}, {base.data} subset {base.subset}, "
         f"{base.image_size or 'native'} px, {base.epochs} epochs, "
@@ -125,16 +211,33 @@ def main() -> None:
         time_m, _ = mean_std([r["time"] for r in runs])
         acc_m, acc_s = mean_std([r["acc"] for r in runs])
         flops_m, _ = mean_std([r["flops"] for r in runs])
-        reach = [next((t for t, a in r["curve"] if a >= target), None) for r in runs]
-        reach_s = "never" if None in reach else f"{statistics.mean(reach):.1f}"
+        # Each seed against its own full baseline's accuracy minus 0.5 points.
+        full_runs = rows[baseline_names[-1]]
+        reach = [
+            next((t for t, a in r["curve"] if a >= full["acc"] - 0.005), None)
+            for r, full in zip(runs, full_runs)
+        ]
+        reached = [t for t in reach if t is not None]
+        reach_s = (
+            f"{statistics.mean(reached):.1f} ({len(reached)}/{len(reach)})" if reached else "never"
+        )
         vs_curve = curve.accuracy_at(time_m)
         delta = "" if vs_curve is None else f"{100 * (acc_m - vs_curve):+.2f}"
+        if name in baseline_names:
+            delta, paired = "(curve)", "(curve)"
+        else:
+            deltas = paired_deltas(rows, baseline_names, name)
+            known = [d for d in deltas if d is not None]
+            paired = " ".join("n/a" if d is None else f"{d:+.1f}" for d in deltas)
+            if known:
+                paired = f"{statistics.mean(known):+.2f} ({paired})"
         lines.append(
-            f"{name:<26}{time_m:>8.1f}{flops_m / 1e9:>9.0f}{100 * acc_m:>10.2f} +-{100 * acc_s:.2f}"
-            f"{delta:>13}{reach_s:>17}"
+            f"{name:<28}{time_m:>8.1f}{flops_m / 1e9:>9.0f}{100 * acc_m:>10.2f} +-{100 * acc_s:.2f}"
+            f"{delta:>13}{paired:>28}{reach_s:>17}"
         )
         results[name] = {"time_s": time_m, "flops": flops_m, "accuracy": acc_m,
-                         "accuracy_std": acc_s, "vs_curve_pp": delta, "runs": runs}  # fmt: skip
+                         "accuracy_std": acc_s, "vs_curve_pp": delta, "paired_pp": paired,
+                         "runs": runs}  # fmt: skip
     print("\n".join(lines))
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from optuna.trial import TrialState, create_trial
 import searcher._study as study_module
 from objectives import TrainResult
 from searcher import create_or_resume, parse_spec, run_trials
-from searcher._study import _sampler
+from searcher._study import base_sampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -94,7 +94,7 @@ def bare_objective(trial: optuna.Trial) -> tuple[float, float]:
 
 def time_bare(url: str, name: str, existing: int, trials: int) -> float:
     spec = parse_spec({**SPEC, "name": name})
-    study = optuna.create_study(study_name=name, storage=url, sampler=_sampler(spec, 0),
+    study = optuna.create_study(study_name=name, storage=url, sampler=base_sampler(spec, 0),
                                 directions=["minimize", "maximize"])  # fmt: skip
     prefill(study, existing, random.Random(0))
     start = time.perf_counter()

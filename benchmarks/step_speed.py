@@ -119,9 +119,10 @@ def main() -> None:
     full_ms = statistics.median(times["full"]) * 1e3
     print(
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {device.type}"
-        f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
+        f" ({torch.cuda.get_device_name(device) + ', ' if device.type == 'cuda' else ''}"
         f"{torch.get_num_threads()} threads), torch {torch.__version__}, "
-        f"channels_last={next(iter(steppers.values()))[0].channels_last}, compile={args.compile and args.compile_mode}, "
+        f"channels_last={next(iter(steppers.values()))[0].channels_last}, "
+        f"compile={args.compile and args.compile_mode}, "
         f"{args.rounds}x{args.steps} timed steps per variant"
     )
     header = f"{'step':<15}{'median ms':>10}{'speedup':>9}{'FLOP ratio':>12}{'efficiency':>12}"

@@ -124,7 +124,7 @@ class _Progress:
             )
         self.epochs.update(1)
 
-    def on_trial(self, trial: optuna.trial.FrozenTrial) -> None:
+    def on_trial(self, _outcome) -> None:
         if self.epochs is not None:
             self.epochs.close()
             self.epochs = None

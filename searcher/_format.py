@@ -23,7 +23,9 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 def describe_schedule(trial: FrozenTrial) -> str:
     s = trial.user_attrs.get("schedule")
     epochs = trial.user_attrs.get("epochs")
-    if s is None:  # failed before its schedule was made
+    if s is None and trial.user_attrs.get(ROLE) == "baseline":  # running, or killed
+        return f"baseline, {trial.user_attrs.get('budget_fraction', '?')} of the epochs"
+    if s is None:  # running, killed, or failed before its schedule was made
         return ", ".join(f"{k}={v}" for k, v in trial.params.items()) or "?"
     if s["policy"] == "none":
         return f"baseline, {epochs} epochs"

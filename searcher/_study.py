@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -45,15 +46,72 @@ class TrialsKeepFailingError(RuntimeError):
 MAX_FAILURES_IN_A_ROW = 3
 
 
-def _sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
+def base_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler the spec names. Workers share the study, so TPE's constant liar
+    keeps them from proposing points next to the ones still being trained."""
     name = spec.sampler.name
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True, n_startup_trials=5
+        )
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
+    return SearchTrialsSampler(base_sampler(spec, seed))
+
+
+class _SearchTrialsView:
+    """A study as a sampler should see it: its trials without the baselines."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy=True, states=None, use_cache=False):
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [t for t in trials if t.user_attrs.get(ROLE) != "baseline"]
+
+    def get_trials(self, deepcopy=True, states=None):
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self):
+        return self.get_trials()
+
+
+class SearchTrialsSampler(optuna.samplers.BaseSampler):
+    """Wraps a sampler so that it never sees the baseline trials. Baselines have no schedule
+    parameters: counted in, they make the intersection search space empty, and multivariate
+    TPE, GP and NSGA-II then silently sample every parameter independently (or at random)."""
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.sampler = sampler
+
+    def infer_relative_search_space(self, study, trial):
+        return self.sampler.infer_relative_search_space(_SearchTrialsView(study), trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.sampler.sample_relative(_SearchTrialsView(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        view = _SearchTrialsView(study)
+        return self.sampler.sample_independent(view, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        self.sampler.before_trial(_SearchTrialsView(study), trial)
+
+    def after_trial(self, study, trial, state, values):
+        self.sampler.after_trial(_SearchTrialsView(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
 
 
 def worker_seed(study_seed: int, worker_id: str) -> int:
@@ -225,11 +283,16 @@ class _Baselines:
 
 
 def _record_result(
-    trial: optuna.Trial, config, result: TrainResult, cost: float, baselines: list
+    trial: optuna.Trial,
+    config,
+    result: TrainResult,
+    cost: float,
+    baselines: list,
+    attrs: dict[str, Any],
 ) -> None:
-    """The trial's measured numbers, and its speedups against the baselines finished so far
-    (`study show`, `export` and the report recompute those from all baselines). The schedule
-    and epochs were stored before training."""
+    """The trial's measured numbers with `attrs` (its role and schedule), and its speedups
+    against the baselines finished so far (`study show`, `export` and the report recompute
+    those from all baselines)."""
     derived = metrics_for(
         cost,
         result.val_accuracy,
@@ -238,6 +301,7 @@ def _record_result(
         trials=baselines,
     )
     attrs = {
+        **attrs,
         "train_config": config.to_dict(),
         "train_time_s": result.train_time_s,
         "val_accuracy": result.val_accuracy,
@@ -257,41 +321,60 @@ def _record_result(
     set_user_attrs(trial, attrs)
 
 
-def make_objective(
-    spec: StudySpec, on_epoch: Callable[[int, int], None] | None = None
-) -> Callable[[optuna.Trial], tuple[float, float]]:
-    """The study's objective: train the trial's config, return (cost, val_accuracy)."""
-    known_baselines = _Baselines(spec)
+@dataclasses.dataclass
+class TrialOutcome:
+    """How a trial of this process ended, kept by the objective so that run_trials never reads
+    the trial back from the storage."""
 
-    def objective(trial: optuna.Trial) -> tuple[float, float]:
+    number: int
+    state: TrialState
+    fail_reason: str | None = None
+    over_budget: bool = False
+
+
+class _Objective:
+    """The study's objective (`objective`), and how its last trial ended (`outcome`)."""
+
+    def __init__(self, spec: StudySpec, on_epoch: Callable[[int, int], None] | None) -> None:
+        self.spec = spec
+        self.on_epoch = on_epoch
+        self.baselines = _Baselines(spec)
+        self.outcome: TrialOutcome | None = None
+
+    def objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        """Train the trial's config; return (cost, val_accuracy). (The worker's stop signals
+        are raised inside a function of this name.)"""
+        spec = self.spec
+        self.outcome = TrialOutcome(trial.number, TrialState.FAIL)
         if spec.n_trials is not None:
             earlier = count_trials(trial.study, BUDGET_STATES, below_number=trial.number)
             if earlier >= spec.n_trials:
                 # Another worker took the last trial of the budget while this one was asked for.
+                self.outcome = TrialOutcome(trial.number, TrialState.PRUNED, over_budget=True)
                 trial.set_user_attr("over_budget", True)
                 raise optuna.TrialPruned("the study's trial budget was already used")
-        role = {} if ROLE in trial.user_attrs else {ROLE: "search"}
+        # What the trial tries is written with its result or its failure, in one write; while
+        # it runs, its parameters (or a baseline's role) say what it is.
+        attrs: dict[str, Any] = {} if ROLE in trial.user_attrs else {ROLE: "search"}
         try:
             config = trial_config(trial, spec)
-            # Before training, so a failed trial still shows what it tried.
-            set_user_attrs(
-                trial, {**role, "schedule": config.schedule.to_dict(), "epochs": config.epochs}
-            )
+            attrs.update(schedule=config.schedule.to_dict(), epochs=config.epochs)
 
             def report(epoch: int, _result: TrainResult) -> bool:
-                if on_epoch is not None:
-                    on_epoch(epoch, config.epochs)
+                if self.on_epoch is not None:
+                    self.on_epoch(epoch, config.epochs)
                 return False
 
             result = train(config, on_epoch=report)
+            cost = result.train_time_s if spec.objective == "wall" else result.flops
+            _record_result(trial, config, result, cost, self.baselines.get(trial.study), attrs)
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
-            set_user_attrs(trial, {**role, "fail_reason": f"{type(e).__name__}: {e}"})
+            reason = f"{type(e).__name__}: {e}"
+            self.outcome.fail_reason = reason
+            set_user_attrs(trial, {**attrs, "fail_reason": reason})
             raise
-        cost = result.train_time_s if spec.objective == "wall" else result.flops
-        _record_result(trial, config, result, cost, known_baselines.get(trial.study))
+        self.outcome = TrialOutcome(trial.number, TrialState.COMPLETE)
         return cost, result.val_accuracy
-
-    return objective
 
 
 def run_trials(
@@ -299,24 +382,20 @@ def run_trials(
     spec: StudySpec,
     *,
     max_trials: int | None = None,
-    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    on_trial: Callable[[TrialOutcome], None] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
 ) -> int:
     """Run trials until the study's budget is spent or this process has run `max_trials`.
     Returns how many trials this process ran."""
-    objective = make_objective(spec, on_epoch)
-    finished: list[optuna.trial.FrozenTrial] = []
-
-    def collect(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        finished.append(trial)
-
+    objective = _Objective(spec, on_epoch)
     ran = 0
     failures_in_a_row = 0
     while max_trials is None or ran < max_trials:
         if not budget_left(study, spec) and not _wait_for_running(study, spec):
             break
+        objective.outcome = None
         try:
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[collect])
+            study.optimize(objective.objective, n_trials=1, catch=(Exception,))
         except ValueError as e:  # Optuna: "Cannot tell a FAIL trial."
             if not str(e).startswith("Cannot tell a"):
                 raise
@@ -328,18 +407,18 @@ def run_trials(
                 e,
             )
             continue
-        trial = finished[-1]
-        if trial.user_attrs.get("over_budget"):
+        outcome = objective.outcome
+        assert outcome is not None  # optimize ran the objective once
+        if outcome.over_budget:
             continue  # another worker took the budget's last trial: wait for it, or stop
         ran += 1
         if on_trial is not None:
-            on_trial(trial)
-        failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+            on_trial(outcome)
+        failures_in_a_row = failures_in_a_row + 1 if outcome.state == TrialState.FAIL else 0
         if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-            reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason")
             raise TrialsKeepFailingError(
                 f"{failures_in_a_row} trials of '{study.study_name}' failed in a row, the last "
-                f"with: {reason}; fix the spec or the data, then run it again (nothing stored "
-                "was lost)"
+                f"with: {outcome.fail_reason}; fix the spec or the data, then run it again "
+                "(nothing stored was lost)"
             )
     return ran
