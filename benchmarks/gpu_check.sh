@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one call (about 5 minutes on one H100), one table at the end:
+# Every GPU check in one call (3-4 minutes on one H100, 2026-11-26), one table at the end:
 #   1. step_speed on CUDA: ResNet-20 (batch 512, 32x32) and torchvision ResNet-50 (batch 128,
 #      224x224), with peak memory per step
 #   2. a 4-trial study on CIFAR-size synthetic data (the real trial path: data on the GPU, bf16,
