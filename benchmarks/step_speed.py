@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from objectives import Schedule, TrainConfig, build_model, resolve_device
-from objectives._train import _Stepper
+from objectives._train import _Stepper, _sync
 
 VARIANTS = [  # (name, scale, kernel_pool)
     ("full", 1.0, True),
@@ -28,11 +28,6 @@ VARIANTS = [  # (name, scale, kernel_pool)
     ("input-only x4", 4.0, False),
     ("pooled x4", 4.0, True),
 ]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

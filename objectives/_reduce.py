@@ -126,6 +126,11 @@ def _reducible_convs(model: nn.Module, scale: float) -> list[tuple[str, nn.Conv2
     ]
 
 
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The model's BatchNorm layers, of any dimension."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @contextlib.contextmanager
 def reduced(
     model: nn.Module, scale: float, kernel_pool: bool = True, bn: BNMode = "freeze"
@@ -146,11 +151,7 @@ def reduced(
     if bn not in ("freeze", "update"):
         raise ValueError(f"bn must be 'freeze' or 'update', got {bn!r}")
     convs = _reducible_convs(model, scale) if kernel_pool else []
-    norms = [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
+    norms = [m for m in batch_norms(model) if m.track_running_stats]
     patched: list[nn.Module] = []
     try:
         for index, (name, conv) in enumerate(convs):

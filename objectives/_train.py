@@ -28,7 +28,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from objectives._data import check_dataset_name, load_data
 from objectives._errors import ConfigError, NonFiniteLossError, describe_validation_error
 from objectives._models import build_model, check_model_name
-from objectives._reduce import downsample, pooled_kernel_size, reduced, reduced_size
+from objectives._reduce import (
+    batch_norms,
+    downsample,
+    pooled_kernel_size,
+    reduced,
+    reduced_size,
+)
 from objectives._schedule import Schedule
 
 
@@ -308,7 +314,7 @@ def _needs_bn_recalibration(scales: list[float]) -> bool:
 def _recalibrate_bn(stepper: _Stepper, data, batch_size: int, seed: int) -> None:
     """Re-estimate BatchNorm running statistics from a few full-resolution training batches
     (forward only, cumulative average). Part of training, so inside the timed region."""
-    norms = [m for m in stepper.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(stepper.model)
     if not norms:
         return
     momenta = [m.momentum for m in norms]
@@ -328,7 +334,7 @@ def _recalibrate_bn(stepper: _Stepper, data, batch_size: int, seed: int) -> None
 @contextlib.contextmanager
 def _bn_statistics_kept(model: nn.Module) -> Iterator[None]:
     """Restore every BatchNorm layer's running statistics on exit."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(model)
     saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
     try:
         yield
