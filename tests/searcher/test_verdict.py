@@ -1,0 +1,131 @@
+"""The confirmation's statistics on synthetic paired numbers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from searcher._verdict import (
+    LOSS,
+    UNDECIDED,
+    WIN,
+    PlainCurve,
+    SeedResult,
+    Settings,
+    look,
+    sequential_verdict,
+    summarise,
+)
+
+SETTINGS = Settings()  # 3 to 8 seeds, alpha 0.05, min_saving 5%
+
+
+def _simulate(true_mean: float, sd: float, runs: int, seed: int) -> dict[str, int]:
+    rng = random.Random(seed)
+    counts = {WIN: 0, LOSS: 0, UNDECIDED: 0}
+    for _ in range(runs):
+        draws = [rng.gauss(true_mean, sd) for _ in range(SETTINGS.max_seeds)]
+        counts[sequential_verdict(draws, SETTINGS).verdict] += 1
+    return counts
+
+
+def test_null_false_win_rate_over_all_looks_is_at_most_alpha() -> None:
+    # No true margin, through every look from 3 to 8 seeds, stopping at the first decision.
+    counts = _simulate(0.0, 1.0, 4000, seed=0)
+    assert counts[WIN] / 4000 <= SETTINGS.alpha
+    assert counts[LOSS] / 4000 <= SETTINGS.alpha
+
+
+def test_naive_repeated_looks_would_inflate_the_false_win_rate() -> None:
+    # The same looks at the unsplit level: the inflation the Bonferroni split exists for.
+    naive = Settings(min_seeds=3, max_seeds=3, alpha=0.05)
+    rng = random.Random(1)
+    wins = 0
+    for _ in range(4000):
+        draws = [rng.gauss(0, 1) for _ in range(8)]
+        wins += any(look(draws[:n], naive).verdict == WIN for n in range(3, 9))
+    assert wins / 4000 > SETTINGS.alpha
+
+
+def test_a_true_margin_of_two_standard_deviations_is_mostly_a_win() -> None:
+    counts = _simulate(2.0, 1.0, 2000, seed=2)
+    assert counts[WIN] / 2000 > 0.8
+    assert counts[LOSS] == 0
+
+
+def test_a_clear_loss_is_called_a_loss() -> None:
+    assert _simulate(-2.0, 1.0, 500, seed=3)[LOSS] / 500 > 0.8
+
+
+def test_undecided_says_roughly_how_many_more_seeds() -> None:
+    result = look([0.5, 1.5, -0.2], SETTINGS)
+    assert result.verdict == UNDECIDED
+    assert result.more_seeds is not None and result.more_seeds > 0
+    assert look([0.0, 0.0, 0.0], SETTINGS).more_seeds is None  # no effect: never decides
+
+
+def test_curve_interpolates_and_extends_along_its_end_segments() -> None:
+    curve = PlainCurve([(10, 0.70), (20, 0.80), (40, 0.85)])
+    assert curve.accuracy_at(15) == pytest.approx(0.75)
+    assert curve.accuracy_at(5) == pytest.approx(0.65)  # first segment, extended
+    assert curve.accuracy_at(50) == pytest.approx(0.875)  # last segment, extended
+    assert curve.cost_to_reach(0.825) == pytest.approx(30)
+    assert curve.cost_to_reach(0.875) == pytest.approx(50)
+
+
+def test_curve_is_made_non_decreasing_and_keeps_the_better_of_a_tie() -> None:
+    curve = PlainCurve([(10, 0.70), (10, 0.74), (20, 0.72), (30, 0.80)])
+    assert curve.accuracies == [0.74, 0.74, 0.80]
+    assert curve.cost_to_reach(0.90) == pytest.approx(30 + 10 * 0.10 / 0.06)
+    flat = PlainCurve([(10, 0.70), (20, 0.70)])
+    assert flat.cost_to_reach(0.75) is None
+
+
+def _identical_to_plain(seed: int, time_noise: float, rng: random.Random) -> SeedResult:
+    """A 'schedule' that is the full-budget plain model: same accuracy, its time re-measured."""
+    full = (100.0, 0.85 + rng.gauss(0, 0.01))
+    plain = ((50.0, full[1] - 0.04), (75.0, full[1] - 0.01), full)
+    return SeedResult(seed, full[0] * (1 + rng.gauss(0, time_noise)), full[1], plain, full)
+
+
+@pytest.mark.parametrize("time_noise", [0.0, 0.01, 0.03])
+def test_a_schedule_identical_to_the_plain_model_is_never_a_win(time_noise: float) -> None:
+    rng = random.Random(4)
+    for trial in range(300):
+        results = [_identical_to_plain(s, time_noise, rng) for s in range(8)]
+        assert summarise(results, SETTINGS).verdict != WIN, trial
+
+
+def test_min_saving_is_what_stops_a_lucky_clock() -> None:
+    # Every run of the identical schedule timed 2% fast: without a practical threshold the
+    # tiny interval around that difference calls it a win.
+    rng = random.Random(5)
+    results = [_identical_to_plain(s, 0.0, rng) for s in range(8)]
+    fast = [
+        SeedResult(r.seed, r.cost * 0.98, r.accuracy, r.plain, r.full) for r in results
+    ]
+    assert summarise(fast, Settings(min_saving=0.0)).verdict == WIN
+    assert summarise(fast, SETTINGS).verdict != WIN
+
+
+def test_summary_reports_margin_speedup_and_full_budget_comparison() -> None:
+    results = [
+        SeedResult(s, 60.0, 0.84 + 0.001 * s, ((50, 0.78), (75, 0.83), (100, 0.85)), (100, 0.85))
+        for s in range(3)
+    ]
+    summary = summarise(results, SETTINGS)
+    assert summary.verdict == WIN
+    assert summary.decision.n == 3
+    assert summary.margin_pp.mean == pytest.approx(100 * (0.841 - 0.80))
+    assert summary.time_ratio.mean == pytest.approx(0.6)
+    assert summary.accuracy_change_pp.mean == pytest.approx(-0.9)
+    assert summary.effective_speedup.mean > 1.1
+    assert [row["seed"] for row in summary.to_dict()["per_seed"]] == [0, 1, 2]
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="min_seeds"):
+        Settings(min_seeds=5, max_seeds=4)
+    with pytest.raises(ValueError, match="min_saving"):
+        Settings(min_saving=1.0)
