@@ -5,7 +5,10 @@ a batch is a slice of a `randperm`, cropped, flipped and normalised on the devic
 vectorised ops (airbench's recipe). Image folders go through a torch DataLoader.
 
 The validation split is carved from the training split with a seeded permutation, so the test
-split is never looked at while searching.
+split is never looked at while searching. With `val_size` the validation images are a fixed
+sample (chosen by `data_seed` alone), so every trial and every training seed is scored on the
+same images. The test split is loaded only when asked for (`test=True`, confirmation runs) and
+is normalised with the training split's statistics, like the validation split.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +36,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _FIX = "pass data_dir=... or set download: true"
 
+Split = tuple[Tensor, Tensor]  # images (uint8 NCHW) and labels of one split
+
 
 @dataclass(frozen=True)
 class DataInfo:
@@ -43,10 +49,12 @@ class DataInfo:
     image_size: tuple[int, int]  # (height, width) of the batches, pixels
     train_size: int  # training images
     val_size: int  # validation images
+    test_size: int = 0  # test images; 0 when the test split was not loaded
 
 
 class TrainingData(abc.ABC):
-    """A training and a validation split that yield normalised float32 NCHW batches on `device`."""
+    """A training, a validation and optionally a test split that yield normalised float32 NCHW
+    batches on `device`."""
 
     info: DataInfo
     device: torch.device
@@ -71,6 +79,24 @@ class TrainingData(abc.ABC):
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The whole validation split once, in order, not augmented, last batch partial."""
 
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The whole test split once, like `val_batches`; data sets without one raise."""
+        raise _no_test_split(self.info.name)
+
+
+def _no_test_split(name: str) -> ConfigError:
+    return ConfigError(
+        f"data set {name} has no test split: set test: false, or give its loader's "
+        "TrainingData one (test_batches and DataInfo.test_size)"
+    )
+
+
+def _test_not_loaded(name: str) -> ConfigError:
+    return ConfigError(
+        f"the test split of {name} was not loaded: pass test=True to load_data "
+        "(test: true in a TrainConfig)"
+    )
+
 
 def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
@@ -93,6 +119,9 @@ class LoadRequest:
     seed: int
     num_workers: int
     flip: bool  # horizontal flips suit this data set (a registry flag)
+    val_size: int | None = None  # fixed validation images chosen by data_seed; None: val_fraction
+    data_seed: int = 0  # chooses the validation images when val_size is set
+    test: bool = False  # load the test split too
 
 
 Loader = Callable[[LoadRequest], TrainingData]
@@ -162,16 +191,23 @@ def load_data(
     augment: bool = True,
     seed: int = 0,
     num_workers: int = 2,
+    val_size: int | None = None,
+    data_seed: int = 0,
+    test: bool = False,
 ) -> TrainingData:
     """Load data set `name` with its validation split; batches come out on `device`.
 
     `subset` training images are chosen first (seeded by `seed`), then `val_fraction` of them
-    are held out for validation (image folders use their val/ folder instead). `image_size`
-    resizes the images to that many pixels a side.
+    are held out for validation (image folders use their val/ folder instead). With `val_size`,
+    that many validation images are chosen first from the whole training file by `data_seed`
+    alone, then `subset` training images from the rest by `seed`; `val_fraction` is ignored.
+    `test` loads the test split too. `image_size` resizes every split to that many pixels a side.
     """
     entry, arg = _lookup(name)
     if subset is not None and subset < 1:
         raise ConfigError(f"subset must be at least 1 image, got {subset}")
+    if val_size is not None and val_size < 1:
+        raise ConfigError(f"val_size must be at least 1 image, got {val_size}")
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if image_size is not None and image_size < 1:
@@ -191,22 +227,42 @@ def load_data(
         seed=seed,
         num_workers=num_workers,
         flip=entry.flip,
+        val_size=val_size,
+        data_seed=data_seed,
+        test=test,
     )
-    return entry.loader(request)
+    data = entry.loader(request)
+    if test and data.info.test_size == 0:  # fail before training, not after it
+        raise _no_test_split(name)
+    return data
 
 
 # --- small data sets, resident on the device -------------------------------------------------
 
 
 def split_indices(
-    n: int, *, subset: int | None, val_fraction: float, seed: int, name: str
+    n: int,
+    *,
+    subset: int | None,
+    val_fraction: float,
+    seed: int,
+    name: str,
+    val_size: int | None = None,
+    data_seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
-    """Seeded (train, val) indices into `n` images: `subset` of them, then a val_fraction."""
+    """Seeded (train, val) indices into `n` images.
+
+    Without `val_size`: `subset` of them chosen by `seed`, then a `val_fraction` of those.
+    With it: `val_size` images chosen by `data_seed` alone (the same whatever `seed` and
+    `subset`), then `subset` of the others (all when None) chosen by `seed`.
+    """
     if subset is not None and subset > n:
         raise ConfigError(
             f"subset {subset} is larger than the {n} training images of {name}: "
             "lower subset or leave it unset"
         )
+    if val_size is not None:
+        return _fixed_val_split(n, subset, val_size, seed, data_seed, name)
     chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: subset or n]
     n_val = int(len(chosen) * val_fraction + 0.5)
     if val_fraction > 0:
@@ -217,6 +273,25 @@ def split_indices(
             f"for {name}: lower val_fraction or raise subset"
         )
     return chosen[n_val:], chosen[:n_val]
+
+
+def _fixed_val_split(
+    n: int, subset: int | None, val_size: int, seed: int, data_seed: int, name: str
+) -> tuple[Tensor, Tensor]:
+    if val_size >= n:
+        raise ConfigError(
+            f"val_size {val_size} leaves none of the {n} training images of {name} for "
+            "training: lower val_size"
+        )
+    if subset is not None and val_size + subset > n:
+        raise ConfigError(
+            f"val_size {val_size} plus subset {subset} is more than the {n} training images "
+            f"of {name}: lower val_size or subset"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(data_seed))
+    val, pool = order[:val_size], order[val_size:]
+    chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+    return pool[chosen[: subset or len(pool)]], val
 
 
 def crop_flip(x: Tensor, pad: int, shifts: Tensor, flips: Tensor | None) -> Tensor:
@@ -238,7 +313,7 @@ def crop_flip(x: Tensor, pad: int, shifts: Tensor, flips: Tensor | None) -> Tens
 
 
 class TensorData(TrainingData):
-    """Both splits as uint8 tensors on the device; batches are index slices of a randperm."""
+    """The splits as uint8 tensors on the device; batches are index slices of a randperm."""
 
     def __init__(
         self,
@@ -248,10 +323,12 @@ class TensorData(TrainingData):
         *,
         augment: bool,
         flip: bool,
+        test: Split | None = None,
     ) -> None:
         self.info = info
         self.train_images, self.train_labels = train
         self.val_images, self.val_labels = val
+        self.test_images, self.test_labels = test or (None, None)
         self.device = self.train_images.device
         self.augment = augment
         self.flip = flip
@@ -291,10 +368,20 @@ class TensorData(TrainingData):
             yield self._normalise(x), self.train_labels[index]
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return self._in_order(self.val_images, self.val_labels, batch_size)
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.test_images is None:
+            raise _test_not_loaded(self.info.name)
+        return self._in_order(self.test_images, self.test_labels, batch_size)
+
+    def _in_order(
+        self, images: Tensor, labels: Tensor, batch_size: int
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_size(batch_size)
-        for start in range(0, self.info.val_size, batch_size):
+        for start in range(0, len(images), batch_size):
             part = slice(start, start + batch_size)
-            yield self._normalise(self.val_images[part]), self.val_labels[part]
+            yield self._normalise(images[part]), labels[part]
 
 
 def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
@@ -326,24 +413,26 @@ def _resize(images: Tensor, size: int, chunk: int = 1024) -> Tensor:
 
 
 def tensor_data(
-    request: LoadRequest, images: Tensor, labels: Tensor, num_classes: int
+    request: LoadRequest,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    test: Split | None = None,
 ) -> TensorData:
-    """Split uint8 NCHW `images` (on the CPU) and their labels, and move them to the device."""
+    """Split uint8 NCHW `images` (on the CPU) and their labels into training and validation,
+    and move them and the `test` split (when loaded) to the device."""
     train_index, val_index = split_indices(
         len(images),
         subset=request.subset,
         val_fraction=request.val_fraction,
         seed=request.seed,
         name=request.name,
+        val_size=request.val_size,
+        data_seed=request.data_seed,
     )
-    device = request.device
-    splits = []
-    for index in (train_index, val_index):
-        x = images[index].to(device)
-        if request.image_size is not None:
-            x = _resize(x, request.image_size)
-        splits.append((x.contiguous(), labels[index].to(device, torch.int64)))
-    (train_x, train_y), val = splits
+    train_x, train_y = _on_device(request, images[train_index], labels[train_index])
+    val = _on_device(request, images[val_index], labels[val_index])
+    test = None if test is None else _on_device(request, *test)
     info = DataInfo(
         name=request.name,
         num_classes=num_classes,
@@ -351,8 +440,19 @@ def tensor_data(
         image_size=(train_x.shape[2], train_x.shape[3]),
         train_size=len(train_x),
         val_size=len(val[0]),
+        test_size=0 if test is None else len(test[0]),
     )
-    return TensorData(info, (train_x, train_y), val, augment=request.augment, flip=request.flip)
+    return TensorData(
+        info, (train_x, train_y), val, augment=request.augment, flip=request.flip, test=test
+    )
+
+
+def _on_device(request: LoadRequest, images: Tensor, labels: Tensor) -> Split:
+    """One split on the device, resized to `request.image_size` when that is set."""
+    x = images.to(request.device)
+    if request.image_size is not None:
+        x = _resize(x, request.image_size)
+    return x.contiguous(), labels.to(request.device, torch.int64)
 
 
 def _data_root(request: LoadRequest) -> Path:
@@ -394,49 +494,73 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _fashion_mnist_split(root: Path, request: LoadRequest, *, train: bool) -> Split:
+    """The training (train-*) or the test (t10k-*) images and labels, on the CPU."""
+    prefix = "train" if train else "t10k"
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    image_file, label_file = (_find_idx(root, stem) for stem in stems)
+    if image_file is not None and label_file is not None:
+        images = torch.from_numpy(_read_idx(image_file).copy()).unsqueeze(1)
+        return images, torch.from_numpy(_read_idx(label_file).astype(np.int64))
+    if request.download:
+        import torchvision
+
+        dataset = torchvision.datasets.FashionMNIST(root, train=train, download=True)
+        return dataset.data.unsqueeze(1), dataset.targets
+    if not root.is_dir():
+        raise _missing_root(root)
+    missing = [f"{stem}(.gz)" for stem, file in zip(stems, (image_file, label_file)) if not file]
+    raise FileNotFoundError(
+        f"Fashion-MNIST file{'s' if len(missing) > 1 else ''} {' and '.join(missing)} "
+        f"not found in {root}: {_FIX}"
+    )
+
+
 @register_dataset("fashion-mnist", flip=True)
 def _fashion_mnist(request: LoadRequest) -> TrainingData:
     if request.root is None and os.path.isdir(SYSTEM_FASHION_MNIST):
         root = Path(SYSTEM_FASHION_MNIST)
     else:
         root = _data_root(request)
-    image_file = _find_idx(root, "train-images-idx3-ubyte")
-    label_file = _find_idx(root, "train-labels-idx1-ubyte")
-    if image_file is not None and label_file is not None:
-        images = torch.from_numpy(_read_idx(image_file).copy()).unsqueeze(1)
-        labels = torch.from_numpy(_read_idx(label_file).astype(np.int64))
-    elif request.download:
-        import torchvision
-
-        dataset = torchvision.datasets.FashionMNIST(root, train=True, download=True)
-        images, labels = dataset.data.unsqueeze(1), dataset.targets
-    elif not root.is_dir():
-        raise _missing_root(root)
-    else:
-        raise FileNotFoundError(
-            f"Fashion-MNIST files train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz) "
-            f"not found in {root}: {_FIX}"
-        )
-    return tensor_data(request, images, labels, num_classes=10)
+    images, labels = _fashion_mnist_split(root, request, train=True)
+    test = _fashion_mnist_split(root, request, train=False) if request.test else None
+    return tensor_data(request, images, labels, num_classes=10, test=test)
 
 
 # --- synthetic: CIFAR-sized images made here, for timing checks where no data set lies ---------
 
 SYNTHETIC_SIZE = 10_000
+SYNTHETIC_TEST_SIZE = 2_000
 
 
 @register_dataset("synthetic", flip=True)
 def _synthetic(request: LoadRequest) -> TrainingData:
     """10 classes of 32x32 colour images: a smooth per-class pattern under strong noise, so a
-    model learns something and timing matches CIFAR-10's shapes. `subset` sets the count."""
+    model learns something and timing matches CIFAR-10's shapes. `subset` sets the count; with
+    `val_size` there are SYNTHETIC_SIZE training images and `subset` chooses among them, so the
+    validation images do not depend on it. The test split is SYNTHETIC_TEST_SIZE more images of
+    the same patterns under noise from another seed: an unseen sample of the same distribution.
+    """
     generator = torch.Generator().manual_seed(1234)
-    count = request.subset or SYNTHETIC_SIZE
     patterns = F.interpolate(torch.randn(10, 3, 4, 4, generator=generator), size=32,
                              mode="bilinear", align_corners=False)  # fmt: skip
+    if request.val_size is None:
+        count, request = request.subset or SYNTHETIC_SIZE, replace(request, subset=None)
+    else:
+        count = SYNTHETIC_SIZE
+    images, labels = _synthetic_images(patterns, count, generator)
+    test = None
+    if request.test:
+        test_generator = torch.Generator().manual_seed(4321)
+        test = _synthetic_images(patterns, SYNTHETIC_TEST_SIZE, test_generator)
+    return tensor_data(request, images, labels, num_classes=10, test=test)
+
+
+def _synthetic_images(patterns: Tensor, count: int, generator: torch.Generator) -> Split:
     labels = torch.randint(0, 10, (count,), generator=generator)
     noise = torch.randn(count, 3, 32, 32, generator=generator)
     images = (128 + 12 * patterns[labels] + 60 * noise).clamp(0, 255).to(torch.uint8)
-    return tensor_data(replace(request, subset=None), images, labels, num_classes=10)
+    return images, labels
 
 
 # --- CIFAR-10 / CIFAR-100 ---------------------------------------------------------------------
@@ -447,31 +571,42 @@ def _cifar(request: LoadRequest, dataset_class_name: str, num_classes: int) -> T
 
     dataset_class = getattr(torchvision.datasets, dataset_class_name)
     root = _data_root(request)
-    if request.download:
-        dataset = dataset_class(root, train=True, download=True)  # verifies the md5 sums
-        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)
-        labels = torch.tensor(dataset.targets, dtype=torch.int64)
-        return tensor_data(request, images, labels, num_classes)
-    if not root.is_dir():
+    if not request.download and not root.is_dir():
         raise _missing_root(root)
+    images, labels = _cifar_split(request, root, dataset_class, train=True)
+    test = _cifar_split(request, root, dataset_class, train=False) if request.test else None
+    return tensor_data(request, images, labels, num_classes, test=test)
+
+
+def _cifar_split(request: LoadRequest, root: Path, dataset_class, *, train: bool) -> Split:
+    """The training (`train_list`) or the test (`test_list`) split, on the CPU."""
+    if request.download:
+        dataset = dataset_class(root, train=train, download=True)  # verifies the md5 sums
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)
+        return images, torch.tensor(dataset.targets, dtype=torch.int64)
     # Read the pickles ourselves rather than through the torchvision class: it checks the md5
     # of every file (train and test) on each load, which costs time and rejects the small files
     # the tests write. The file names come from the torchvision class.
-    folder = root / dataset_class.base_folder
+    files = dataset_class.train_list if train else dataset_class.test_list
+    return _read_cifar_pickles(request, root / dataset_class.base_folder, files)
+
+
+def _read_cifar_pickles(request: LoadRequest, folder: Path, files: list[list[str]]) -> Split:
+    """Images and labels of CIFAR pickle `files` ([name, md5] pairs) in `folder`, in order."""
     data, labels = [], []
-    for file_name, _md5 in dataset_class.train_list:
+    for file_name, _md5 in files:
         path = folder / file_name
         if not path.is_file():
             raise FileNotFoundError(
                 f"{request.name} file {path} not found: pass data_dir=... (the folder that holds "
-                f"{dataset_class.base_folder}/) or set download: true"
+                f"{folder.name}/) or set download: true"
             )
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding="latin1")
         data.append(entry["data"])
         labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
     images = torch.from_numpy(np.concatenate(data).reshape(-1, 3, 32, 32))
-    return tensor_data(request, images, torch.tensor(labels, dtype=torch.int64), num_classes)
+    return images, torch.tensor(labels, dtype=torch.int64)
 
 
 @register_dataset("cifar10", flip=True)
@@ -524,8 +659,16 @@ def _image_folder(path: Path):
         ) from e
 
 
+FolderSplit = tuple[Any, list[int]]  # an ImageFolder and the indices of the split's samples
+
+
 class FolderData(TrainingData):
-    """An ImageFolder tree with train/ and val/; decoded and augmented by DataLoader workers."""
+    """An ImageFolder tree; decoded and augmented by DataLoader workers.
+
+    Training images come from train/; validation from val/, or with `val_size` from train/
+    (chosen by `data_seed`); the test split is test/ when there is one, else val/ (then the
+    same images as validation unless `val_size` is set).
+    """
 
     def __init__(self, request: LoadRequest, path: Path) -> None:
         from torchvision.transforms import v2
@@ -533,20 +676,36 @@ class FolderData(TrainingData):
         self.device = request.device
         self.num_workers = request.num_workers
         self.train_folder = _image_folder(path / "train")
-        self.val_folder = _image_folder(path / "val")
-        if self.train_folder.classes != self.val_folder.classes:
-            raise ConfigError(
-                f"the class folders of {path / 'train'} and {path / 'val'} differ: "
-                "give both the same class subfolders"
-            )
-        n = len(self.train_folder)
-        if request.subset is not None and request.subset > n:
-            raise ConfigError(
-                f"subset {request.subset} is larger than the {n} training images of "
-                f"{request.name}: lower subset or leave it unset"
-            )
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(request.seed))
-        self.train_indices = order[: request.subset or n].tolist()
+        # With val_fraction 0 and no val_size this only chooses the training subset.
+        train_index, val_index = split_indices(
+            len(self.train_folder),
+            subset=request.subset,
+            val_fraction=0.0,
+            seed=request.seed,
+            name=request.name,
+            val_size=request.val_size,
+            data_seed=request.data_seed,
+        )
+        self.train_indices = train_index.tolist()
+        folders = {"train": self.train_folder}  # each folder scanned once
+
+        def whole(split: str) -> FolderSplit:
+            if split not in folders:
+                folders[split] = _image_folder(path / split)
+                if folders[split].classes != self.train_folder.classes:
+                    raise ConfigError(
+                        f"the class folders of {path / 'train'} and {path / split} differ: "
+                        "give both the same class subfolders"
+                    )
+            return folders[split], list(range(len(folders[split])))
+
+        if request.val_size is None:
+            self.val: FolderSplit = whole("val")
+        else:
+            self.val = self.train_folder, val_index.tolist()
+        self.test: FolderSplit | None = None
+        if request.test:
+            self.test = whole("test" if (path / "test").is_dir() else "val")
         size = request.image_size or 224
         finish = [
             v2.ToImage(),
@@ -570,7 +729,8 @@ class FolderData(TrainingData):
             in_channels=3,
             image_size=(size, size),
             train_size=len(self.train_indices),
-            val_size=len(self.val_folder),
+            val_size=len(self.val[1]),
+            test_size=0 if self.test is None else len(self.test[1]),
         )
 
     def _batches(self, dataset: _Samples, batch_size: int, drop_last: bool):
@@ -600,9 +760,17 @@ class FolderData(TrainingData):
         yield from self._batches(dataset, batch_size, drop_last=True)
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return self._in_order(self.val, batch_size)
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.test is None:
+            raise _test_not_loaded(self.info.name)
+        return self._in_order(self.test, batch_size)
+
+    def _in_order(self, split: FolderSplit, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_size(batch_size)
-        indices = list(range(len(self.val_folder)))
-        dataset = _Samples(self.val_folder, indices, self.val_transform, None)
+        folder, indices = split
+        dataset = _Samples(folder, indices, self.val_transform, None)
         yield from self._batches(dataset, batch_size, drop_last=False)
 
 
@@ -616,7 +784,10 @@ def _imagefolder(request: LoadRequest) -> TrainingData:
             f"image folder {path} not found: use imagefolder:<path> with a folder that holds "
             "train/ and val/"
         )
-    for split in ("train", "val"):
+    # val/ holds the validation images unless val_size carves them from train/; the test
+    # split is test/, else val/.
+    needs_val = request.val_size is None or (request.test and not (path / "test").is_dir())
+    for split in ("train", "val") if needs_val else ("train",):
         if not (path / split).is_dir():
             raise FileNotFoundError(
                 f"image folder {path} has no {split}/ subfolder: put the images in "

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from objectives._data import check_dataset_name, load_data
+from objectives._data import DataInfo, check_dataset_name, load_data
 from objectives._errors import ConfigError, NonFiniteLossError, describe_validation_error
 from objectives._models import build_model, check_model_name
 from objectives._reduce import (
@@ -49,6 +49,14 @@ class TrainConfig(BaseModel):
     download: bool = False  # allow torchvision to download the data set
     subset: int | None = Field(None, gt=0)  # training images used (seeded choice); None: all
     val_fraction: float = Field(0.1, gt=0, lt=1)  # part of those held out for validation
+    # Validation images drawn from the training file's images left outside the training subset,
+    # chosen by data_seed: every trial and every training seed is scored on the same images.
+    # When set, val_fraction is ignored. Image folders then take them from train/, not val/.
+    val_size: int | None = Field(None, gt=0)
+    data_seed: int = 0  # fixes which images are validation (with val_size), nothing else
+    # After training, also score the final model on the data set's test split, untimed;
+    # confirmation runs set it. Training is the same with or without it.
+    test: bool = False
     image_size: int | None = Field(None, gt=0)  # resize images to this many pixels a side
     augment: bool = True  # random crop with padding (and flips where they suit the data)
     epochs: int = Field(10, gt=0)
@@ -61,6 +69,8 @@ class TrainConfig(BaseModel):
     lr_schedule: Literal["cosine", "onecycle"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before the cosine decay
     schedule: Schedule = Schedule()  # which steps are reduced
+    # Fixes initialisation, data order, augmentation and the training subset (and, without
+    # val_size, the validation images too).
     seed: int = 0
     device: str = "auto"  # auto (CUDA when there is one), cpu, cuda, cuda:N
     bf16: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
@@ -128,6 +138,9 @@ class TrainResult:
     history: list[EpochRecord]
     device: str
     versions: dict[str, str]
+    val_size: int = 0  # validation images val_accuracy is computed on
+    test_accuracy: float | None = None  # top-1 in [0, 1] of the final model; None: not scored
+    test_size: int = 0  # test images test_accuracy is computed on
 
     @property
     def reduced_fraction(self) -> float:
@@ -352,13 +365,30 @@ def _step_with_lr_scale(optimizer: torch.optim.Optimizer, lr_scale: float) -> No
         group["lr"] /= lr_scale
 
 
+@contextlib.contextmanager
+def _as_scored(stepper: _Stepper, data, config: TrainConfig, epoch: int, recalibrate: bool):
+    """The model as its accuracy after `epoch` is scored: with `recalibrate`, BatchNorm
+    statistics re-estimated for the duration only (training goes on with the ones it had)."""
+    if not recalibrate:
+        yield
+        return
+    with _bn_statistics_kept(stepper.model):
+        _recalibrate_bn(stepper, data, config.batch_size, seed=config.seed + epoch)
+        yield
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data, stepper: _Stepper, batch_size: int, device) -> float:
-    """Top-1 accuracy on the validation split at full resolution."""
+def evaluate(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    stepper: _Stepper,
+    device: torch.device,
+) -> float:
+    """Top-1 accuracy at full resolution on `batches` (a split's val_batches or test_batches)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    for x, y in data.val_batches(batch_size):
+    for x, y in batches:
         if stepper.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with stepper.autocast:
@@ -392,6 +422,9 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         augment=config.augment,
         seed=config.seed,
         num_workers=config.num_workers,
+        val_size=config.val_size,
+        data_seed=config.data_seed,
+        test=config.test,
     )
     model = build_model(
         config.model, num_classes=data.info.num_classes, in_channels=data.info.in_channels
@@ -459,16 +492,14 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         mean_loss = loss_sum.item() / steps_per_epoch
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(epoch, mean_loss)
-        if recalibrate and not final:
-            # Only so that this epoch's accuracy means something (on_epoch may prune on it):
-            # training goes on with the statistics it had.
-            with _bn_statistics_kept(model):
-                _recalibrate_bn(stepper, data, config.batch_size, seed=config.seed + epoch)
-                accuracy = evaluate(model, data, stepper, config.eval_batch_size, device)
-        else:
-            accuracy = evaluate(model, data, stepper, config.eval_batch_size, device)
+        # Before the final epoch, re-estimated statistics are only so that this epoch's accuracy
+        # means something (on_epoch may prune on it): training goes on with the ones it had.
+        scored_recalibrated = recalibrate and not final
+        with _as_scored(stepper, data, config, epoch, scored_recalibrated):
+            batches = data.val_batches(config.eval_batch_size)
+            accuracy = evaluate(model, batches, stepper, device)
         history.append(EpochRecord(epoch, epoch_time, mean_loss, accuracy, epoch_reduced))
-        result = _result(config, history, scales[:step], train_time, planned_steps, device)
+        result = _result(history, scales[:step], train_time, planned_steps, device, data.info)
         if on_epoch is not None and on_epoch(epoch, result) and epoch < config.epochs:
             stopped_early = True
             break
@@ -476,10 +507,15 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
     assert result is not None  # epochs >= 1
     result.stopped_early = stopped_early
     _count_flops(result, stepper, sample, scales[:step], recalibrations)
+    if config.test:  # untimed, after training: the model scored as its last val_accuracy was
+        with _as_scored(stepper, data, config, epoch, scored_recalibrated):
+            batches = data.test_batches(config.eval_batch_size)
+            result.test_accuracy = evaluate(model, batches, stepper, device)
+        result.test_size = data.info.test_size
     return result
 
 
-def _result(config, history, scales, train_time, planned_steps, device) -> TrainResult:
+def _result(history, scales, train_time, planned_steps, device, info: DataInfo) -> TrainResult:
     return TrainResult(
         train_time_s=train_time,
         val_accuracy=history[-1].val_accuracy,
@@ -493,6 +529,7 @@ def _result(config, history, scales, train_time, planned_steps, device) -> Train
         history=list(history),
         device=_device_name(device),
         versions=_versions(),
+        val_size=info.val_size,
     )
 
 

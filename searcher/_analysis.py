@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._space import BUDGET_FRACTION, ROLE
+from searcher._record import BUDGET_FRACTION, is_baseline, searched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +82,7 @@ class BudgetCurve:
 
 
 def baselines(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in trials if t.user_attrs.get(ROLE) == "baseline"]
+    return [t for t in trials if is_baseline(t)]
 
 
 def curve_for(device: str | None, trials: list[FrozenTrial]) -> BudgetCurve | None:
@@ -99,7 +99,7 @@ def derived_metrics(trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, 
         trial.values[0],
         trial.values[1],
         device=trial.user_attrs.get("device"),
-        is_baseline=trial.user_attrs.get(ROLE) == "baseline",
+        is_baseline=is_baseline(trial),
         trials=trials,
     )
 
@@ -135,8 +135,9 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Completed trials that no other completed trial beats on both cost and accuracy."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    """Completed trials that no other completed trial beats on both cost and accuracy;
+    confirmation runs are not part of the search and never on its front."""
+    done = [t for t in searched(trials) if t.state == TrialState.COMPLETE and t.values is not None]
     front = [
         t
         for t in done
@@ -154,7 +155,7 @@ class PickError(ValueError):
 
 def pick(study: optuna.Study, rule: str) -> FrozenTrial:
     """The trial an export `rule` selects: fastest-within:PP, most-accurate, knee or trial:N."""
-    trials = study.get_trials(deepcopy=False)
+    trials = searched(study.get_trials(deepcopy=False))
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
         raise PickError(f"study '{study.study_name}' has no completed trial yet; run it first")
@@ -184,7 +185,7 @@ def pick(study: optuna.Study, rule: str) -> FrozenTrial:
 def _fastest_within(name, trials, done, points: float) -> FrozenTrial:
     candidates = []
     for t in done:
-        if t.user_attrs.get(ROLE) == "baseline":
+        if is_baseline(t):
             continue
         m = derived_metrics(t, trials)
         if m["beats_curve"] and m["accuracy_change_pp"] >= -points - 1e-9:  # float noise

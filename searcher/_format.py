@@ -9,7 +9,13 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from searcher._analysis import baselines, derived_metrics, pareto_front
-from searcher._space import ROLE
+from searcher._record import (
+    VERDICT_ATTR,
+    accuracy_standard_error,
+    is_baseline,
+    searched,
+    stored_verdicts,
+)
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -23,7 +29,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 def describe_schedule(trial: FrozenTrial) -> str:
     s = trial.user_attrs.get("schedule")
     epochs = trial.user_attrs.get("epochs")
-    if s is None and trial.user_attrs.get(ROLE) == "baseline":  # running, or killed
+    if s is None and is_baseline(trial):  # running, or killed
         return f"baseline, {trial.user_attrs.get('budget_fraction', '?')} of the epochs"
     if s is None:  # running, killed, or failed before its schedule was made
         return ", ".join(f"{k}={v}" for k, v in trial.params.items()) or "?"
@@ -45,12 +51,19 @@ def _fmt(value: float | None, pattern: str) -> str | None:
     return None if value is None else pattern.format(value)
 
 
+def _accuracy(trial: FrozenTrial) -> str:
+    """Validation accuracy with its evaluation's own standard error (binomial)."""
+    se = accuracy_standard_error(trial)
+    text = f"{100 * trial.values[1]:.2f}%"
+    return text if se is None else f"{text} ±{100 * se:.2f}"
+
+
 def trial_rows(trials: list[FrozenTrial], everything: list[FrozenTrial], cost_name: str):
     rows = []
     for t in trials:
         m = derived_metrics(t, everything)
         beats = {True: "yes", False: "no", None: "?"}[m["beats_curve"]]
-        if t.user_attrs.get(ROLE) == "baseline":
+        if is_baseline(t):
             beats = "(curve)"
         rows.append(
             [
@@ -58,7 +71,7 @@ def trial_rows(trials: list[FrozenTrial], everything: list[FrozenTrial], cost_na
                 describe_schedule(t),
                 f"{t.values[0]:.4g}",
                 _fmt(m["speedup"], "{:.2f}x"),
-                f"{100 * t.values[1]:.2f}%",
+                _accuracy(t),
                 _fmt(m["accuracy_change_pp"], "{:+.2f}"),
                 _fmt(m["effective_speedup"], "{:.2f}x"),
                 beats,
@@ -69,7 +82,7 @@ def trial_rows(trials: list[FrozenTrial], everything: list[FrozenTrial], cost_na
         "schedule",
         cost_name,
         "speedup",
-        "accuracy",
+        "accuracy ±se",
         "change pp",
         "effective",
         "beats curve",
@@ -78,7 +91,7 @@ def trial_rows(trials: list[FrozenTrial], everything: list[FrozenTrial], cost_na
 
 
 def show_study(study: optuna.Study, cost_name: str) -> str:
-    trials = study.get_trials(deepcopy=False)
+    trials = searched(study.get_trials(deepcopy=False))
     states = Counter(t.state.name for t in trials)
     done = [t for t in trials if t.state.name == "COMPLETE"]
     parts = [
@@ -98,8 +111,78 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
             "needs for the same accuracy / the trial's cost; above 1x beats training less):",
         ]
         parts.append(table(*trial_rows(front, trials, cost_name)))
+    verdicts = show_verdicts(study)
+    if verdicts:
+        parts += ["", verdicts]
     failed = [t for t in trials if t.state.name == "FAIL"]
     if failed:
         parts += ["", "failed trials:"]
         parts += [f"  {t.number}: {t.user_attrs.get('fail_reason', 'unknown')}" for t in failed]
     return "\n".join(parts)
+
+
+def _interval(i: dict[str, float] | None, pattern: str) -> str:
+    if i is None:
+        return "n/a"
+    return f"{pattern.format(i['mean'])} [{pattern.format(i['low'])}, {pattern.format(i['high'])}]"
+
+
+def verdict_text(v: dict[str, Any]) -> str:
+    """'win', 'loss', or 'undecided after N seeds (...)', with what would decide it."""
+    verdict = v.get("verdict", "pending")
+    if verdict == "pending":
+        return "pending (no seed complete yet)"
+    n = v.get("decided_at_seeds") or len(v.get("seeds", []))
+    if verdict != "undecided":
+        return f"{verdict} at {n} seeds"
+    more = v.get("more_seeds_to_decide")
+    hint = f"~{more} more seeds would decide it" if more else "more seeds would not decide it"
+    state = "" if v.get("final") else ", still running"
+    return f"undecided after {n} seeds ({hint}{state})"
+
+
+def verdict_rows(verdicts: dict[int, dict[str, Any]], trials: dict[int, FrozenTrial]):
+    """The confirmation's table: per candidate, paired over fresh seeds on the test split."""
+    headers = [
+        "trial",
+        "schedule",
+        "seeds",
+        "margin pp [95%]",
+        "effective [95%]",
+        "time vs full",
+        "acc vs full pp",
+        "verdict",
+    ]
+    rows = []
+    for number, v in sorted(verdicts.items()):
+        trial = trials.get(number)
+        rows.append(
+            [
+                number,
+                describe_schedule(trial) if trial is not None else "?",
+                len(v.get("seeds", [])),
+                _interval(v.get("margin_pp"), "{:+.2f}"),
+                _interval(v.get("effective_speedup"), "{:.2f}x"),
+                _interval(v.get("time_ratio"), "{:.2f}"),
+                _interval(v.get("accuracy_change_pp"), "{:+.2f}"),
+                verdict_text(v),
+            ]
+        )
+    return headers, rows
+
+
+def show_verdicts(study: optuna.Study) -> str | None:
+    """The stored verdicts as a table with the procedure that reached them; None if none."""
+    verdicts = stored_verdicts(study)
+    if not verdicts:
+        return None
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    procedure = study.user_attrs[VERDICT_ATTR]["procedure"]
+    return "\n".join(
+        [
+            "confirmation (fresh seeds, paired, scored on the test split; margin = accuracy "
+            "above the plain model at equal cost):",
+            table(*verdict_rows(verdicts, trials)),
+            f"procedure: {procedure}",
+        ]
+    )

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from searcher._analysis import curve_for, derived_metrics, pareto_front
 from searcher._format import describe_schedule, table, trial_rows
-from searcher._space import ROLE
+from searcher._record import is_baseline, searched
 from searcher._spec import SEARCHABLE, StudySpec
 
 BASELINE_NAME = "baseline: plain model, fewer epochs"
@@ -71,7 +71,7 @@ def _times(value: float | None) -> str:
 
 def _hover(t: FrozenTrial, m: dict[str, Any], labels: _Labels) -> str:
     beats = {True: "yes", False: "no", None: "n/a"}[m["beats_curve"]]
-    if t.user_attrs.get(ROLE) == "baseline":
+    if is_baseline(t):
         beats = "(the curve)"
     return "<br>".join(
         [
@@ -83,10 +83,6 @@ def _hover(t: FrozenTrial, m: dict[str, Any], labels: _Labels) -> str:
             f"beats the curve: {beats}",
         ]
     )
-
-
-def _is_baseline(t: FrozenTrial) -> bool:
-    return t.user_attrs.get(ROLE) == "baseline"
 
 
 def _scatter(
@@ -140,7 +136,7 @@ def _pareto_figure(
     labels: _Labels,
 ) -> go.Figure:
     fig = go.Figure()
-    base = [t for t in done if _is_baseline(t)]
+    base = [t for t in done if is_baseline(t)]
     devices = sorted({str(t.user_attrs.get("device")) for t in base})
     for device, dash in zip(devices, itertools.cycle(("solid", "dot", "dash", "dashdot"))):
         points = sorted(
@@ -172,7 +168,7 @@ def _pareto_figure(
         )
     )
     numbers = {t.number for t in front}
-    search = [t for t in done if not _is_baseline(t)]
+    search = [t for t in done if not is_baseline(t)]
     for name, trials, marker in _groups(search, numbers, metrics):
         if trials:
             fig.add_trace(
@@ -229,7 +225,7 @@ def _hypervolume_figure(done: list[FrozenTrial], labels: _Labels) -> go.Figure:
     for t in ordered:
         points.append((t.values[0], -t.values[1]))  # accuracy flipped: both minimised
         history.append(hypervolume_2d(points, reference))
-    roles = ["baseline" if _is_baseline(t) else "search" for t in ordered]
+    roles = ["baseline" if is_baseline(t) else "search" for t in ordered]
     fig = go.Figure(
         go.Scatter(
             x=[t.number for t in ordered],
@@ -246,7 +242,7 @@ def _hypervolume_figure(done: list[FrozenTrial], labels: _Labels) -> go.Figure:
             hovertemplate="trial %{x} (%{text}): %{y:.4g}<extra></extra>",
         )
     )
-    only_base = [(t.values[0], -t.values[1]) for t in ordered if _is_baseline(t)]
+    only_base = [(t.values[0], -t.values[1]) for t in ordered if is_baseline(t)]
     if only_base:
         fig.add_hline(
             y=hypervolume_2d(only_base, reference),
@@ -488,7 +484,8 @@ def _failed_html(failed: list[FrozenTrial]) -> str:
 
 def build_report(study: optuna.Study, spec: StudySpec) -> str:
     """The report page as an HTML string."""
-    trials = study.get_trials(deepcopy=False)
+    every_trial = study.get_trials(deepcopy=False)
+    trials = searched(every_trial)
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     labels = _Labels(spec, study)
@@ -506,7 +503,7 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
     hover = {t.number: _hover(t, metrics[t.number], labels) for t in done}
     front = pareto_front(done)
     front_numbers = {t.number for t in front}
-    search = [t for t in done if not _is_baseline(t)]
+    search = [t for t in done if not is_baseline(t)]
     figures: list[tuple[str, go.Figure | str]] = []
 
     figures.append(("pareto-front", _pareto_figure(done, failed, metrics, hover, labels)))

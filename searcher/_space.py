@@ -7,10 +7,8 @@ from typing import Any
 import optuna
 
 from objectives import Schedule, TrainConfig
+from searcher._record import BUDGET_FRACTION, is_baseline
 from searcher._spec import SEARCHABLE, Choices, FloatRange, IntRange, StudySpec
-
-ROLE = "role"  # trial user attribute: "baseline" or "search"
-BUDGET_FRACTION = "budget_fraction"
 
 
 def _suggest(trial: optuna.Trial, name: str, value: Any) -> Any:
@@ -27,12 +25,17 @@ def baseline_epochs(spec: StudySpec, fraction: float) -> int:
     return max(1, round(spec.train.epochs * fraction))
 
 
+def plain_config(spec: StudySpec, fraction: float) -> TrainConfig:
+    """The plain model (no reduced step) trained for `fraction` of the spec's epochs."""
+    epochs = baseline_epochs(spec, fraction)
+    return spec.train.model_copy(update={"epochs": epochs, "schedule": Schedule("none")})
+
+
 def trial_config(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
     """Sample (or, for an enqueued baseline, fix) the trial's schedule and budget."""
     seed = spec.train.seed
-    if trial.user_attrs.get(ROLE) == "baseline":
-        epochs = baseline_epochs(spec, trial.user_attrs[BUDGET_FRACTION])
-        return spec.train.model_copy(update={"epochs": epochs, "schedule": Schedule("none")})
+    if is_baseline(trial):
+        return plain_config(spec, trial.user_attrs[BUDGET_FRACTION])
     space = spec.space
     values = {name: _suggest(trial, name, getattr(space, name)) for name in SEARCHABLE}
     epochs = values.pop("epochs") or spec.train.epochs

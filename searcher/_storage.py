@@ -20,6 +20,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from objectives._errors import ConfigError
+from searcher._record import CONFIRM, ROLE, is_confirm
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
@@ -71,6 +72,8 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     `retry_history` (every earlier trial of the series, oldest first)."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if is_confirm(trial):
+            return  # `dikd confirm` plans its runs from what completed: it re-runs this one
         history = [*trial.system_attrs.get("retry_history", []), trial.number]
         trial.user_attrs = {**trial.user_attrs, "retry_of": history[0], "retry_history": history}
         super().__call__(study, trial)
@@ -224,14 +227,14 @@ def error_reason(exc: BaseException) -> str:
     return first
 
 
-def _rdb_storage(study: optuna.Study) -> RDBStorage | None:
+def rdb_storage(study: optuna.Study) -> RDBStorage | None:
     storage = getattr(study._storage, "_backend", study._storage)  # Optuna adds a cache layer
     return storage if isinstance(storage, RDBStorage) else None
 
 
 def heartbeat_interval(study: optuna.Study) -> int | None:
     """Seconds between heartbeats of the study's running trials; None without heartbeats."""
-    storage = _rdb_storage(study)
+    storage = rdb_storage(study)
     return storage.get_heartbeat_interval() if storage is not None else None
 
 
@@ -240,7 +243,7 @@ def running_trials_with_heartbeat(study: optuna.Study) -> int:
     worker is dead, becomes stale after the grace period (and is retried)."""
     from optuna.storages._rdb import models  # Optuna's schema; no public query exists
 
-    storage = _rdb_storage(study)
+    storage = rdb_storage(study)
     if storage is None:
         return 0
     with storage.scoped_session() as session:
@@ -252,26 +255,42 @@ def running_trials_with_heartbeat(study: optuna.Study) -> int:
             )
             .filter(models.TrialModel.study_id == study._study_id)
             .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING)
+            .filter(_not_confirmation(models))
         )
         return int(query.scalar() or 0)
+
+
+def _not_confirmation(models) -> sqlalchemy.ColumnElement[bool]:
+    """SQL: the trial is not a confirmation run (those stand outside the search's budget)."""
+    attr = models.TrialUserAttributeModel
+    return ~sqlalchemy.exists().where(
+        attr.trial_id == models.TrialModel.trial_id,
+        attr.key == ROLE,
+        attr.value_json == json.dumps(CONFIRM),
+    )
 
 
 def count_trials(
     study: optuna.Study, states: tuple[TrialState, ...], *, below_number: int | None = None
 ) -> int:
-    """How many of the study's trials are in `states` (and numbered below `below_number`): one
-    COUNT query, where loading every trial would cost tens of milliseconds at 1,000 trials."""
+    """How many of the study's search trials (baselines included, confirmation runs not) are in
+    `states` (and numbered below `below_number`): one COUNT query, where loading every trial
+    would cost tens of milliseconds at 1,000 trials."""
     from optuna.storages._rdb import models  # Optuna's schema; no public count by state exists
 
-    storage = _rdb_storage(study)
+    storage = rdb_storage(study)
     if storage is None:
         trials = study.get_trials(deepcopy=False, states=states)
-        return sum(below_number is None or t.number < below_number for t in trials)
+        return sum(
+            not is_confirm(t) and (below_number is None or t.number < below_number)
+            for t in trials
+        )
     with storage.scoped_session() as session:
         query = (
             session.query(sqlalchemy.func.count(models.TrialModel.trial_id))
             .filter(models.TrialModel.study_id == study._study_id)
             .filter(models.TrialModel.state.in_(states))
+            .filter(_not_confirmation(models))
         )
         if below_number is not None:
             query = query.filter(models.TrialModel.number < below_number)
@@ -287,7 +306,7 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     key at once into Optuna's table. Falls back to `set_user_attr` where Optuna's schema or
     a dialect's upsert is not there.
     """
-    storage = _rdb_storage(trial.study)
+    storage = rdb_storage(trial.study)
     try:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session

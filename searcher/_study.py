@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 from objectives import TrainResult, train
 from objectives._errors import ConfigError
 from searcher._analysis import baselines, metrics_for
-from searcher._space import BUDGET_FRACTION, ROLE, baseline_epochs, trial_config
+from searcher._record import BASELINE, BUDGET_FRACTION, CONFIRM, ROLE, SEARCH, VAL_SIZE, is_baseline
+from searcher._space import baseline_epochs, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
     count_trials,
@@ -66,7 +67,8 @@ def _sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
 
 
 class _SearchTrialsView:
-    """A study as a sampler should see it: its trials without the baselines."""
+    """A study as a sampler should see it: its search trials, without baselines and
+    confirmation runs (running search trials carry no role yet)."""
 
     def __init__(self, study: optuna.Study) -> None:
         self._study = study
@@ -76,7 +78,7 @@ class _SearchTrialsView:
 
     def _get_trials(self, deepcopy=True, states=None, use_cache=False):
         trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return [t for t in trials if t.user_attrs.get(ROLE) != "baseline"]
+        return [t for t in trials if t.user_attrs.get(ROLE) not in (BASELINE, CONFIRM)]
 
     def get_trials(self, deepcopy=True, states=None):
         return self._get_trials(deepcopy=deepcopy, states=states)
@@ -136,6 +138,15 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "
     return out
 
 
+def _with_current_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec as this version writes it: fields added since it was stored take their
+    defaults, so an older study resumes when nothing the user wrote differs."""
+    try:
+        return parse_spec(stored).stored_form()
+    except ConfigError:
+        return stored
+
+
 def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str | None = None):
     """Create the study (with its enqueued baseline curve), or load it when it exists with the
     same spec. A stored study with another spec is refused and left unchanged."""
@@ -159,7 +170,7 @@ def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str | None =
                 ) from None
             _set_up(study, spec)  # a creator stopped half-way: finish its set-up
             return _seeded(study, spec, seed_id)
-        changed = _differences(stored, spec.stored_form())
+        changed = _differences(_with_current_defaults(stored), spec.stored_form())
         if changed:
             raise StudyMismatchError(
                 f"study '{spec.name}' exists with a different spec ({', '.join(changed[:4])} "
@@ -201,7 +212,7 @@ def baseline_fractions(spec: StudySpec) -> list[float]:
 def _set_up(study: optuna.Study, spec: StudySpec) -> None:
     """The baselines first and the spec last: a study with its spec attribute is complete."""
     for fraction in baseline_fractions(spec):
-        study.enqueue_trial({}, user_attrs={ROLE: "baseline", BUDGET_FRACTION: fraction})
+        study.enqueue_trial({}, user_attrs={ROLE: BASELINE, BUDGET_FRACTION: fraction})
     study.set_metric_names([METRIC_NAMES[spec.objective], "val_accuracy"])
     study.set_user_attr(CREATED_ATTR, time.time())
     study.set_user_attr(SPEC_ATTR, spec.stored_form())
@@ -297,7 +308,7 @@ def _record_result(
         cost,
         result.val_accuracy,
         device=result.device,
-        is_baseline=trial.user_attrs.get(ROLE) == "baseline",
+        is_baseline=is_baseline(trial),
         trials=baselines,
     )
     attrs = {
@@ -310,6 +321,7 @@ def _record_result(
         "reduced_steps": result.reduced_steps,
         "total_steps": result.total_steps,
         "device": result.device,
+        VAL_SIZE: result.val_size,
         "versions": result.versions,
         "seed": config.seed,
         "history": [
@@ -355,7 +367,7 @@ class _Objective:
                 raise optuna.TrialPruned("the study's trial budget was already used")
         # What the trial tries is written with its result or its failure, in one write; while
         # it runs, its parameters (or a baseline's role) say what it is.
-        attrs: dict[str, Any] = {} if ROLE in trial.user_attrs else {ROLE: "search"}
+        attrs: dict[str, Any] = {} if ROLE in trial.user_attrs else {ROLE: SEARCH}
         try:
             config = trial_config(trial, spec)
             attrs.update(schedule=config.schedule.to_dict(), epochs=config.epochs)

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+import objectives._data as data_module
+from objectives import ConfigError
 from objectives._data import (
+    SYNTHETIC_TEST_SIZE,
     SYSTEM_FASHION_MNIST,
+    DataInfo,
     TensorData,
+    TrainingData,
     crop_flip,
     list_datasets,
     load_data,
@@ -28,9 +33,14 @@ def first_batch(data, seed: int, batch_size: int = 32):
     return next(iter(data.train_batches(batch_size, torch.Generator().manual_seed(seed))))
 
 
-def all_val(data, batch_size: int):
-    batches = list(data.val_batches(batch_size))
+def all_val(data, batch_size: int, split: str = "val"):
+    batches = list(getattr(data, f"{split}_batches")(batch_size))
     return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]), batches
+
+
+def normalised(data: TensorData, images: torch.Tensor) -> torch.Tensor:
+    """Stored uint8 images normalised with the training split's statistics."""
+    return (images.float() - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1)
 
 
 # --- Fashion-MNIST, the real files -----------------------------------------------------------
@@ -110,10 +120,66 @@ def test_fashion_mnist_val_covers_split_once(fmnist: TensorData) -> None:
     assert torch.equal(x7, x_all) and torch.equal(y7, y_all)
     assert torch.equal(y7, fmnist.val_labels)
     # Not augmented: exactly the normalised stored images.
-    expected = (fmnist.val_images.float() - fmnist.mean.view(1, -1, 1, 1)) / fmnist.std.view(
-        1, -1, 1, 1
-    )
-    torch.testing.assert_close(x7, expected)
+    torch.testing.assert_close(x7, normalised(fmnist, fmnist.val_images))
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_test_split_is_the_t10k_file() -> None:
+    import gzip
+
+    data = load_data("fashion-mnist", device=CPU, subset=600, test=True)
+    assert isinstance(data, TensorData)
+    assert data.info.test_size == 10_000 and data.info.train_size == 540
+    with gzip.open(Path(SYSTEM_FASHION_MNIST) / "t10k-labels-idx1-ubyte.gz") as f:
+        first_labels = list(f.read(8 + 20)[8:])
+    with gzip.open(Path(SYSTEM_FASHION_MNIST) / "t10k-images-idx3-ubyte.gz") as f:
+        first_image = np.frombuffer(f.read(16 + 784)[16:], dtype=np.uint8).reshape(28, 28)
+    x, y, batches = all_val(data, 3000, split="test")
+    assert [len(b[1]) for b in batches] == [3000, 3000, 3000, 1000]  # in order, last partial
+    assert y[:20].tolist() == first_labels
+    assert torch.equal(data.test_images[0, 0], torch.from_numpy(first_image.copy()))
+    # Not augmented, normalised with the training split's statistics like the validation split.
+    torch.testing.assert_close(x, normalised(data, data.test_images))
+
+
+def test_test_split_only_when_asked_for(fmnist: TensorData) -> None:
+    assert fmnist.info.test_size == 0
+    with pytest.raises(ConfigError, match="test split of fashion-mnist was not loaded"):
+        fmnist.test_batches(100)
+    with_test = load_data("fashion-mnist", device=CPU, subset=600, test=True)
+    assert torch.equal(with_test.train_images, fmnist.train_images)  # the same training split
+    assert torch.equal(with_test.val_images, fmnist.val_images)
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_val_size_fixed_by_data_seed() -> None:
+    def load(seed: int, data_seed: int, **kwargs) -> TensorData:
+        kwargs = {"subset": 600, "val_size": 500, **kwargs}
+        return load_data("fashion-mnist", device=CPU, seed=seed, data_seed=data_seed, **kwargs)
+
+    a, b, other = load(0, 0), load(1, 0), load(0, 1)
+    assert (a.info.train_size, a.info.val_size) == (600, 500)
+    assert torch.equal(a.val_images, b.val_images) and torch.equal(a.val_labels, b.val_labels)
+    assert not torch.equal(a.train_images, b.train_images)  # seed still picks the subset
+    assert not torch.equal(a.val_images, other.val_images)
+    # val_fraction is ignored; image_size resizes the validation and the test split too.
+    small = load(0, 0, val_fraction=0.5, image_size=14, test=True)
+    assert (small.info.train_size, small.info.val_size) == (600, 500)
+    assert small.val_images.shape[-2:] == small.test_images.shape[-2:] == (14, 14)
+
+
+def test_fashion_mnist_test_files_from_root(tmp_path: Path) -> None:
+    write_idx(tmp_path, "train")
+    data = load_data("fashion-mnist", device=CPU, root=str(tmp_path), val_fraction=0.5)
+    assert data.info.test_size == 0  # not asked for: the t10k files need not exist
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte") as info:
+        load_data("fashion-mnist", device=CPU, root=str(tmp_path), test=True)
+    message = str(info.value)
+    assert "t10k-labels-idx1-ubyte(.gz) not found" in message and "\n" not in message
+    _, labels = write_idx(tmp_path, "t10k", count=8)
+    data = load_data("fashion-mnist", device=CPU, root=str(tmp_path), test=True, image_size=32)
+    assert data.info.test_size == 8 and data.test_images.shape == (8, 1, 32, 32)
+    assert data.test_labels.tolist() == labels.tolist()
 
 
 def test_fashion_mnist_resized() -> None:
@@ -122,14 +188,20 @@ def test_fashion_mnist_resized() -> None:
     assert data.info.image_size == (32, 32) and x.shape == (32, 1, 32, 32)
 
 
+def write_idx(folder: Path, prefix: str, count: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Uncompressed IDX files <prefix>-images-idx3-ubyte and <prefix>-labels-idx1-ubyte."""
+    images = np.arange(count * 28 * 28, dtype=np.uint8).reshape(count, 28, 28)
+    labels = np.arange(count, dtype=np.uint8) % 10
+    header = b"\x00\x00\x08\x03" + b"".join(int(n).to_bytes(4, "big") for n in images.shape)
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    header = b"\x00\x00\x08\x01" + count.to_bytes(4, "big")
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(header + labels.tobytes())
+    return images, labels
+
+
 def test_fashion_mnist_idx_from_root(tmp_path: Path) -> None:
     # Uncompressed IDX files in data_dir are read as well as gzip'd ones.
-    images = np.arange(20 * 28 * 28, dtype=np.uint8).reshape(20, 28, 28)
-    labels = np.arange(20, dtype=np.uint8) % 10
-    header = b"\x00\x00\x08\x03" + b"".join(int(n).to_bytes(4, "big") for n in images.shape)
-    (tmp_path / "train-images-idx3-ubyte").write_bytes(header + images.tobytes())
-    header = b"\x00\x00\x08\x01" + (20).to_bytes(4, "big")
-    (tmp_path / "train-labels-idx1-ubyte").write_bytes(header + labels.tobytes())
+    images, labels = write_idx(tmp_path, "train")
     data = load_data("fashion-mnist", device=CPU, root=str(tmp_path), val_fraction=0.5)
     assert (data.info.train_size, data.info.val_size) == (10, 10)
     stored = torch.cat([data.train_images, data.val_images]).squeeze(1)
@@ -160,6 +232,40 @@ def test_split_indices_disjoint_and_seeded() -> None:
     assert len(set(train.tolist()) | set(val.tolist())) == 50
     again = split_indices(100, subset=50, val_fraction=0.2, seed=3, name="x")
     assert torch.equal(train, again[0]) and torch.equal(val, again[1])
+    # data_seed only counts with val_size.
+    other = split_indices(100, subset=50, val_fraction=0.2, seed=3, name="x", data_seed=9)
+    assert torch.equal(train, other[0]) and torch.equal(val, other[1])
+
+
+def test_split_indices_val_size_fixed_by_data_seed() -> None:
+    def split(seed: int, data_seed: int, subset: int | None = 30):
+        kwargs = {"val_fraction": 0.5, "name": "x", "val_size": 20, "data_seed": data_seed}
+        return split_indices(100, subset=subset, seed=seed, **kwargs)
+
+    (train0, val0), (train1, val1) = split(0, 7), split(1, 7)
+    assert torch.equal(val0, val1) and len(val0) == 20  # val_fraction is ignored
+    assert len(train0) == len(train1) == 30
+    assert set(train0.tolist()) != set(train1.tolist())  # the seed chooses the training subset
+    for train in (train0, train1):
+        assert not set(train.tolist()) & set(val0.tolist())
+    assert set(split(0, 8)[1].tolist()) != set(val0.tolist())
+    train_all, val = split(0, 7, subset=None)  # all of the images outside validation
+    assert torch.equal(val, val0)
+    assert sorted(train_all.tolist() + val.tolist()) == list(range(100))
+
+
+@pytest.mark.parametrize(
+    ("subset", "val_size", "message"),
+    [
+        (30, 80, "val_size 80 plus subset 30 is more than the 100 training images of x: lower"),
+        (None, 100, "val_size 100 leaves none of the 100 training images of x for training"),
+        (101, 10, "subset 101 is larger than the 100 training images"),
+    ],
+)
+def test_split_indices_val_size_errors(subset: int | None, val_size: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        split_indices(100, subset=subset, val_fraction=0.1, seed=0, name="x", val_size=val_size)
+    assert "\n" not in str(info.value)
 
 
 # --- CIFAR, on small files in CIFAR's pickle format -------------------------------------------
@@ -208,6 +314,31 @@ def test_cifar100_fake_files(tmp_path: Path) -> None:
     assert (data.info.train_size, data.info.val_size) == (30, 10)
 
 
+@pytest.mark.parametrize(
+    ("name", "hundred", "test_file"),
+    [
+        ("cifar10", False, "cifar-10-batches-py/test_batch"),
+        ("cifar100", True, "cifar-100-python/test"),
+    ],
+)
+def test_cifar_test_split(tmp_path: Path, name: str, hundred: bool, test_file: str) -> None:
+    write_cifar(tmp_path, per_file=20, hundred=hundred)
+    with open(tmp_path / test_file, "rb") as f:
+        entry = pickle.load(f)
+    data = load_data(name, device=CPU, root=str(tmp_path), test=True, image_size=16)
+    assert data.info.test_size == 20
+    assert data.test_labels.tolist() == entry["fine_labels" if hundred else "labels"]
+    full = load_data(name, device=CPU, root=str(tmp_path), test=True)
+    stored = torch.from_numpy(entry["data"]).reshape(20, 3, 32, 32)
+    assert torch.equal(full.test_images, stored)  # in the file's order
+    assert data.test_images.shape == (20, 3, 16, 16)  # resized like the other splits
+    x, _, _ = all_val(data, 6, split="test")
+    torch.testing.assert_close(x, normalised(data, data.test_images))
+    (tmp_path / test_file).unlink()
+    with pytest.raises(FileNotFoundError, match=Path(test_file).name):
+        load_data(name, device=CPU, root=str(tmp_path), test=True)
+
+
 def test_cifar_missing_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match="not found: pass data_dir") as info:
@@ -222,19 +353,8 @@ def test_cifar_missing_directory(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("folder")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("val", 3)):
-        for label in ("cat", "dog"):
-            folder = root / split / label
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
+def image_folder(make_image_folder) -> Path:
+    return make_image_folder(train=6, val=3)
 
 
 def test_image_folder(image_folder: Path) -> None:
@@ -264,6 +384,34 @@ def test_image_folder_reproducible_across_workers(image_folder: Path) -> None:
     assert not torch.equal(x0, x3)
 
 
+def test_image_folder_test_split_prefers_test_folder(make_image_folder, image_folder) -> None:
+    with_test = make_image_folder(train=6, val=3, test=2)
+    data = load_data(f"imagefolder:{with_test}", device=CPU, image_size=16, test=True)
+    assert (data.info.val_size, data.info.test_size) == (6, 4)
+    x, y, _ = all_val(data, 3, split="test")
+    assert x.shape == (4, 3, 16, 16) and sorted(y.tolist()) == [0, 0, 1, 1]
+    # Without test/, the test split is val/.
+    data = load_data(f"imagefolder:{image_folder}", device=CPU, image_size=16, test=True)
+    assert data.info.test_size == data.info.val_size == 6
+    assert torch.equal(all_val(data, 4, split="test")[0], all_val(data, 4)[0])
+
+
+def test_image_folder_val_size_from_train(make_image_folder, image_folder) -> None:
+    name = f"imagefolder:{image_folder}"
+    data = load_data(name, device=CPU, image_size=16, val_size=4, subset=5, test=True)
+    info = data.info
+    assert (info.train_size, info.val_size, info.test_size) == (5, 4, 6)  # test: val/
+    other_seed = load_data(name, device=CPU, image_size=16, val_size=4, subset=5, seed=1)
+    assert data.val[1] == other_seed.val[1] and not set(data.val[1]) & set(data.train_indices)
+    assert data.val[0] is data.train_folder
+    # With val_size, validation needs no val/ folder; the test split still needs test/ or val/.
+    only_train = make_image_folder(train=4)
+    data = load_data(f"imagefolder:{only_train}", device=CPU, image_size=16, val_size=2)
+    assert (data.info.train_size, data.info.val_size) == (6, 2)
+    with pytest.raises(FileNotFoundError, match="no val/ subfolder"):
+        load_data(f"imagefolder:{only_train}", device=CPU, val_size=2, test=True)
+
+
 def test_image_folder_needs_train_and_val(tmp_path: Path) -> None:
     (tmp_path / "train" / "a").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no val/ subfolder"):
@@ -273,6 +421,26 @@ def test_image_folder_needs_train_and_val(tmp_path: Path) -> None:
 
 
 # --- the registry and its errors -------------------------------------------------------------
+
+
+def test_data_set_without_test_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoTest(TrainingData):  # a third-party loader's data, written before test splits
+        info = DataInfo("plain", 10, 3, (8, 8), train_size=4, val_size=2)
+
+        def train_batches(self, batch_size, generator):
+            yield from ()
+
+        def val_batches(self, batch_size):
+            yield from ()
+
+    entry = data_module._Entry("plain", lambda request: NoTest(), flip=True)
+    monkeypatch.setitem(data_module._REGISTRY, "plain", entry)
+    assert load_data("plain", device=CPU).info.test_size == 0
+    with pytest.raises(ConfigError, match="data set plain has no test split: set test: false"):
+        NoTest().test_batches(8)
+    with pytest.raises(ConfigError, match="has no test split") as info:
+        load_data("plain", device=CPU, test=True)  # before any training, not after it
+    assert "\n" not in str(info.value)
 
 
 def test_list_datasets() -> None:
@@ -290,6 +458,7 @@ def test_list_datasets() -> None:
         ({"name": "fashion-mnist", "subset": 0}, "subset must be at least 1"),
         ({"name": "fashion-mnist", "val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
         ({"name": "fashion-mnist", "image_size": 0}, "image_size must be at least 1"),
+        ({"name": "fashion-mnist", "val_size": 0}, "val_size must be at least 1"),
     ],
 )
 def test_configuration_errors(kwargs: dict, message: str) -> None:
@@ -317,3 +486,20 @@ def test_synthetic_is_cifar_sized_and_learnable_shapes() -> None:
     assert data.info.train_size + data.info.val_size == 500
     x, y = next(iter(data.train_batches(64, torch.Generator().manual_seed(0))))
     assert x.shape == (64, 3, 32, 32) and int(y.max()) < 10
+
+
+def test_synthetic_test_split_is_unseen_sample() -> None:
+    plain = load_data("synthetic", device=CPU, subset=500)
+    data = load_data("synthetic", device=CPU, subset=500, test=True)
+    assert torch.equal(data.train_images, plain.train_images)  # training data unchanged
+    assert data.info.test_size == SYNTHETIC_TEST_SIZE and data.test_images.shape[1:] == (3, 32, 32)
+    seen = {bytes(image.numpy()) for image in torch.cat([data.train_images, data.val_images])}
+    assert not any(bytes(image.numpy()) in seen for image in data.test_images)
+    assert sorted(set(data.test_labels.tolist())) == list(range(10))
+
+
+def test_synthetic_val_size_independent_of_subset() -> None:
+    a = load_data("synthetic", device=CPU, subset=300, val_size=100, seed=0)
+    b = load_data("synthetic", device=CPU, subset=500, val_size=100, seed=1)
+    assert (a.info.train_size, a.info.val_size, b.info.train_size) == (300, 100, 500)
+    assert torch.equal(a.val_images, b.val_images)

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
+from tiny import TINY_TRAIN
 
+import objectives._train as train_module
 from objectives import (
     ConfigError,
     NonFiniteLossError,
     Schedule,
     TrainConfig,
+    load_data,
     load_train_config,
     train,
 )
@@ -74,6 +79,7 @@ def test_non_finite_loss_raises_its_own_exception():
         ({"model": "resnet21"}, "unknown model 'resnet21'"),
         ({"data": "mnist-ish"}, "unknown data set"),
         ({"data_dir": "/nonexistent/fmnist"}, "/nonexistent/fmnist"),
+        ({"val_size": 59_000}, "val_size 59000 plus subset 1500 is more than the 60000"),
     ],
 )
 def test_bad_input_is_a_clear_one_line_error(change, message):
@@ -86,6 +92,7 @@ def test_bad_input_is_a_clear_one_line_error(change, message):
     ("data", "message"),
     [
         ({"epochs": 0}, "field 'epochs'"),
+        ({"val_size": 0}, "field 'val_size'"),
         ({"schedule": {"policy": "none", "scale": 9}}, "schedule.scale"),
         ({"optimiser": "adam"}, "field 'optimiser': unknown field"),
     ],
@@ -97,7 +104,8 @@ def test_config_validation_names_the_field(data, message):
 
 
 def test_config_round_trips_through_yaml(tmp_path):
-    config = TrainConfig(**SMALL, schedule=Schedule("deterministic", 0.25, 4.0, end=0.8))
+    schedule = Schedule("deterministic", 0.25, 4.0, end=0.8)
+    config = TrainConfig(**SMALL, schedule=schedule, val_size=100, data_seed=3, test=True)
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config.to_dict()))
     assert load_train_config(path) == config
@@ -181,3 +189,54 @@ def test_compile_builds_the_full_and_the_reduced_step_once_each():
     assert result.reduced_steps == result.total_steps // 2
     eager = train(config.model_copy(update={"compile": False}))
     assert abs(result.history[0].loss - eager.history[0].loss) < 0.05
+
+
+def test_test_scoring_leaves_training_as_it_was():
+    plain = train(TrainConfig(**TINY_TRAIN))
+    scored = train(TrainConfig(**TINY_TRAIN, test=True))
+    assert scored.val_accuracy == plain.val_accuracy
+    assert [e.loss for e in scored.history] == [e.loss for e in plain.history]
+    assert (scored.total_steps, scored.flops) == (plain.total_steps, plain.flops)
+    assert (plain.test_accuracy, plain.test_size) == (None, 0)
+    assert 0.2 < scored.test_accuracy <= 1 and scored.test_size == 10_000  # chance is 0.10
+    assert scored.val_size == plain.val_size == 60
+    out = scored.to_dict()
+    assert out["test_accuracy"] == scored.test_accuracy
+    assert (out["test_size"], out["val_size"]) == (10_000, 60)
+
+
+def test_test_split_scores_the_model_val_accuracy_was_scored_on(monkeypatch):
+    # Mostly reduced steps: BatchNorm statistics are re-estimated to score the model, and
+    # after an early stop only for the duration of scoring. The test split must see the same.
+    states = []
+
+    def spy(model, batches, stepper, device):
+        states.append(copy.deepcopy(model.state_dict()))
+        return evaluate(model, batches, stepper, device)
+
+    evaluate = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", spy)
+    schedule = Schedule("deterministic", 1.0, 2.0, end=0.99)
+    config = TrainConfig(**TINY_TRAIN, schedule=schedule, test=True)
+    for on_epoch in (None, lambda epoch, result: True):  # to the end; stopped after epoch 1
+        states.clear()
+        result = train(config, on_epoch=on_epoch)
+        assert result.test_accuracy is not None
+        *_, last_val, test = states
+        assert all(torch.equal(last_val[key], test[key]) for key in last_val)
+
+
+def test_val_size_scores_every_seed_on_the_same_images(monkeypatch):
+    loaded = []
+
+    def spy(*args, **kwargs):
+        loaded.append(load_data(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(train_module, "load_data", spy)
+    config = TrainConfig(**{**TINY_TRAIN, "epochs": 1}, val_size=300)
+    results = [train(config.model_copy(update={"seed": seed})) for seed in (0, 1)]
+    assert [r.val_size for r in results] == [300, 300]
+    assert [d.info.train_size for d in loaded] == [600, 600]
+    assert torch.equal(loaded[0].val_images, loaded[1].val_images)
+    assert not torch.equal(loaded[0].train_images, loaded[1].train_images)

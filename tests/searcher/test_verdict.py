@@ -102,9 +102,7 @@ def test_min_saving_is_what_stops_a_lucky_clock() -> None:
     # tiny interval around that difference calls it a win.
     rng = random.Random(5)
     results = [_identical_to_plain(s, 0.0, rng) for s in range(8)]
-    fast = [
-        SeedResult(r.seed, r.cost * 0.98, r.accuracy, r.plain, r.full) for r in results
-    ]
+    fast = [SeedResult(r.seed, r.cost * 0.98, r.accuracy, r.plain, r.full) for r in results]
     assert summarise(fast, Settings(min_saving=0.0)).verdict == WIN
     assert summarise(fast, SETTINGS).verdict != WIN
 

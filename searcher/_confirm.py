@@ -1,0 +1,409 @@
+"""`dikd confirm`: re-train the study's best candidates and the plain model over fresh seeds,
+paired, scored on the test split, until a sequential verdict (searcher/_verdict.py) is reached.
+
+Every run is a trial of the study (role `confirm`), keyed by its seed and what it trains, so a
+killed confirmation resumes without re-training finished runs and several processes can share
+the work: each takes a seed no live process is on, and trains that seed's runs back to back on
+its device, so that drift hits the candidate and its baselines alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from objectives import TrainConfig, TrainResult, train
+from objectives._errors import ConfigError
+from searcher._analysis import baselines, derived_metrics, pareto_front
+from searcher._record import (
+    BUDGET_FRACTION,
+    CANDIDATE,
+    CONFIRM,
+    CONFIRM_RUN,
+    CONFIRM_SETTINGS_ATTR,
+    ROLE,
+    TEST_ACCURACY,
+    VERDICT_ATTR,
+    is_baseline,
+    is_confirm,
+    searched,
+)
+from searcher._space import plain_config
+from searcher._spec import StudySpec
+from searcher._storage import heartbeat_interval, rdb_storage
+from searcher._study import baseline_fractions
+from searcher._verdict import SeedResult, Settings, Summary, is_final, summarise
+
+FIRST_SEED = 1000  # confirmation seeds are 1000, 1001, ...: never the search's own seed
+
+
+class ConfirmationFailedError(RuntimeError):
+    """A confirmation run failed: the verdict cannot be reached until it is fixed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One confirmation training: the plain model at a budget fraction, or a candidate."""
+
+    seed: int
+    candidate: int | None = None  # the search trial's number; None: the plain model
+    fraction: float | None = None  # the plain model's share of the epochs
+
+    @property
+    def key(self) -> str:
+        what = f"trial {self.candidate}" if self.candidate is not None else f"plain {self.fraction}"
+        return f"seed {self.seed}: {what}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    trial: FrozenTrial
+    fractions: tuple[float, ...]  # the plain model's budgets it is compared with
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    def runs(self, seed: int) -> list[Run]:
+        return [Run(seed, self.number)] + [Run(seed, fraction=f) for f in self.fractions]
+
+
+def stored_settings(study: optuna.Study, settings: Settings | None) -> Settings:
+    """The study's confirmation settings: stored by the first confirmation, refused if changed
+    later (a procedure's error rate holds only for settings fixed before the data)."""
+    stored = study.user_attrs.get(CONFIRM_SETTINGS_ATTR)
+    if stored is None:
+        settings = settings or Settings()
+        study.set_user_attr(CONFIRM_SETTINGS_ATTR, dataclasses.asdict(settings))
+        return settings
+    kept = Settings(**stored)
+    if settings is not None and settings != kept:
+        raise ConfigError(
+            f"study '{study.study_name}' was confirmed with {_describe(kept)}; a confirmation "
+            f"with {_describe(settings)} would void its error rate: drop the options"
+        )
+    return kept
+
+
+def _describe(s: Settings) -> str:
+    return f"seeds {s.min_seeds}-{s.max_seeds}, alpha {s.alpha:g}, min_saving {s.min_saving:g}"
+
+
+def choose_candidates(
+    study: optuna.Study, spec: StudySpec, settings: Settings, top: int, numbers: list[int]
+) -> list[Candidate]:
+    """`numbers` (search trials), else the `top` search trials of the front by effective
+    speedup against the search's budget curve."""
+    trials = searched(study.get_trials(deepcopy=False))
+    done = {t.number: t for t in trials if t.state == TrialState.COMPLETE}
+    if numbers:
+        chosen = []
+        for number in numbers:
+            trial = done.get(number)
+            if trial is None or is_baseline(trial):
+                raise ConfigError(
+                    f"trial {number} of '{study.study_name}' is not a completed search trial; "
+                    "pick one from `dikd study show`"
+                )
+            chosen.append(trial)
+    else:
+        front = [t for t in pareto_front(list(done.values())) if not is_baseline(t)]
+        if not front:
+            raise ConfigError(
+                f"study '{study.study_name}' has no completed search trial on its front yet; "
+                "run the study first"
+            )
+
+        def speedup(t: FrozenTrial) -> float:
+            return derived_metrics(t, trials)["effective_speedup"] or 0.0
+
+        chosen = sorted(front, key=lambda t: (-speedup(t), t.number))[:top]
+    curve = {t.user_attrs[BUDGET_FRACTION]: t.values[0] for t in baselines(done.values())}
+    return [Candidate(t, _fractions(t.values[0], curve, spec, settings)) for t in chosen]
+
+
+def _fractions(
+    cost: float, curve: dict[float, float], spec: StudySpec, settings: Settings
+) -> tuple[float, ...]:
+    """The plain-model budgets that bracket the candidate's cost and 1 / (1 - min_saving) of
+    it (where the verdict reads the curve), by the search's measured costs, and the full one."""
+    fractions = baseline_fractions(spec)
+    known = [f for f in fractions if f in curve]
+    if len(known) < 2:
+        return tuple(fractions)
+    target = cost / (1 - settings.min_saving)
+    below = [f for f in known if curve[f] <= cost]
+    above = [f for f in known if curve[f] >= target]
+    low = max(below) if below else known[0]
+    high = min(above) if above else known[-1]
+    chosen = {f for f in known if low <= f <= high} | {1.0}
+    if len(chosen) < 2:  # a candidate dearer than the full budget: the curve's last segment
+        chosen.add(known[-2])
+    return tuple(sorted(chosen))
+
+
+def _completed_runs(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
+    """The first completed trial of each run key."""
+    out: dict[str, FrozenTrial] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        if is_confirm(t) and t.state == TrialState.COMPLETE:
+            out.setdefault(t.user_attrs[CONFIRM_RUN], t)
+    return out
+
+
+def _cost(trial: FrozenTrial) -> float:
+    return trial.values[0]
+
+
+def seed_results(candidate: Candidate, done: dict[str, FrozenTrial]) -> list[SeedResult]:
+    """The candidate's paired results over consecutive seeds from FIRST_SEED, while complete."""
+    results = []
+    for seed in range(FIRST_SEED, FIRST_SEED + 10_000):
+        runs = [done.get(run.key) for run in candidate.runs(seed)]
+        if any(r is None for r in runs):
+            return results
+        mine, *plain = runs
+        points = tuple((_cost(t), t.user_attrs[TEST_ACCURACY]) for t in plain)
+        results.append(
+            SeedResult(seed, _cost(mine), mine.user_attrs[TEST_ACCURACY], points, points[-1])
+        )
+    return results
+
+
+def summaries(
+    candidates: list[Candidate], trials: list[FrozenTrial], settings: Settings
+) -> dict[int, Summary | None]:
+    done = _completed_runs(trials)
+    out: dict[int, Summary | None] = {}
+    for c in candidates:
+        results = seed_results(c, done)
+        out[c.number] = summarise(results, settings) if results else None
+    return out
+
+
+def _seeds_wanted(summary: Summary | None, settings: Settings) -> int:
+    """Seeds the candidate needs for its next look; 0 once its verdict is final."""
+    if summary is not None and is_final(summary.decision, settings):
+        return 0
+    have = len(summary.seeds) if summary is not None else 0
+    return min(max(settings.min_seeds, have + 1), settings.max_seeds)
+
+
+class _Runner:
+    """Trains runs as trials of the study, with heartbeats so a dead process's run is failed
+    as stale (and re-planned) rather than left RUNNING."""
+
+    def __init__(self, study: optuna.Study, spec: StudySpec, candidates: list[Candidate]):
+        self.study = study
+        self.spec = spec
+        self.configs = {c.number: TrainConfig.from_dict(c.trial.user_attrs["train_config"])
+                        for c in candidates}  # fmt: skip
+
+    def config(self, run: Run) -> TrainConfig:
+        if run.candidate is None:
+            base = plain_config(self.spec, run.fraction)
+        else:
+            base = self.configs[run.candidate]
+        return base.model_copy(update={"seed": run.seed, "test": True})
+
+    def train(
+        self, run: Run, on_epoch: Callable[[int, int], None] | None
+    ) -> tuple[float, TrainResult]:
+        """Train `run` as a new trial; its (cost, result)."""
+        config = self.config(run)
+        attrs: dict[str, Any] = {
+            ROLE: CONFIRM,
+            CONFIRM_RUN: run.key,
+            CANDIDATE: run.candidate,
+            "seed": run.seed,
+            "epochs": config.epochs,
+            "schedule": config.schedule.to_dict(),
+        }
+        if run.fraction is not None:
+            attrs[BUDGET_FRACTION] = run.fraction
+        trial = _new_running_trial(self.study, attrs)
+        try:
+            with _heartbeats(self.study, trial._trial_id):
+                result = train(
+                    config,
+                    on_epoch=None
+                    if on_epoch is None
+                    else lambda epoch, _r: on_epoch(epoch, config.epochs),
+                )
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+                self.study.tell(trial, state=TrialState.FAIL)
+            if isinstance(e, Exception):
+                raise ConfirmationFailedError(
+                    f"confirmation run '{run.key}' failed: {type(e).__name__}: {e}; fix it and "
+                    f"run `dikd confirm {self.study.study_name}` again (finished runs are kept)"
+                ) from e
+            raise
+        cost = result.train_time_s if self.spec.objective == "wall" else result.flops
+        for key, value in _measured(config, result).items():
+            trial.set_user_attr(key, value)
+        self.study.tell(trial, [cost, result.val_accuracy])
+        return cost, result
+
+
+def _measured(config: TrainConfig, result: TrainResult) -> dict[str, Any]:
+    return {
+        "train_config": config.to_dict(),
+        "train_time_s": result.train_time_s,
+        "val_accuracy": result.val_accuracy,
+        TEST_ACCURACY: result.test_accuracy,
+        "test_size": result.test_size,
+        "val_size": result.val_size,
+        "flops": result.flops,
+        "device": result.device,
+    }
+
+
+def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Trial:
+    """A RUNNING trial made directly in the storage: `study.ask()` would hand this process a
+    queued search trial instead, and the sampler must not see confirmation runs."""
+    template = FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=None,
+        datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
+        system_attrs={}, intermediate_values={}, trial_id=-1,
+    )  # fmt: skip
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return optuna.Trial(study, trial_id)
+
+
+@contextlib.contextmanager
+def _heartbeats(study: optuna.Study, trial_id: int) -> Iterator[None]:
+    storage, interval = rdb_storage(study), heartbeat_interval(study)
+    if storage is None or interval is None:
+        yield
+        return
+    storage.record_heartbeat(trial_id)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(Exception):  # a missed beat only risks a re-run
+                storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, name="confirm-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _next_seed(
+    candidates: list[Candidate],
+    sums: dict[int, Summary | None],
+    settings: Settings,
+    trials: list[FrozenTrial],
+) -> tuple[list[Run] | None, bool]:
+    """The missing runs of the first seed that needs work and that no live process is on, and
+    whether any seed is left to others."""
+    done = _completed_runs(trials)
+    busy = {t.user_attrs.get("seed") for t in trials
+            if is_confirm(t) and t.state == TrialState.RUNNING}  # fmt: skip
+    wanted = {c.number: _seeds_wanted(sums[c.number], settings) for c in candidates}
+    waiting = False
+    for offset in range(max(wanted.values(), default=0)):
+        seed = FIRST_SEED + offset
+        runs: list[Run] = []
+        for c in candidates:
+            if offset < wanted[c.number]:
+                runs += [r for r in c.runs(seed) if r.key not in done and r not in runs]
+        if not runs:
+            continue
+        if seed in busy:
+            waiting = True
+            continue
+        if seed % 2:  # alternate which runs first: a drift in time hits both sides alike
+            runs.reverse()
+        return runs, waiting
+    return None, waiting
+
+
+def confirm(
+    study: optuna.Study,
+    spec: StudySpec,
+    candidates: list[Candidate],
+    settings: Settings,
+    *,
+    on_run: Callable[[Run, float, TrainResult], None] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+    poll_s: float = 5.0,
+) -> dict[int, Summary | None]:
+    """Run the confirmation until every candidate's verdict is final; store and return it."""
+    runner = _Runner(study, spec, candidates)
+    while True:
+        _fail_stale(study)
+        trials = study.get_trials(deepcopy=False)
+        sums = summaries(candidates, trials, settings)
+        store_verdict(study, candidates, sums, settings)
+        runs, waiting = _next_seed(candidates, sums, settings, trials)
+        if runs is None and not waiting:
+            return sums
+        if runs is None:  # every seed left is being trained by another process
+            time.sleep(poll_s)
+            continue
+        done = _completed_runs(study.get_trials(deepcopy=False))
+        for run in runs:
+            if run.key in done:
+                continue
+            cost, result = runner.train(run, on_epoch)
+            if on_run is not None:
+                on_run(run, cost, result)
+
+
+def store_verdict(
+    study: optuna.Study,
+    candidates: list[Candidate],
+    sums: dict[int, Summary | None],
+    settings: Settings,
+) -> None:
+    """The verdict as a study attribute (merged with earlier candidates' verdicts)."""
+    verdicts = dict(study.user_attrs.get(VERDICT_ATTR, {}).get("candidates", {}))
+    for c in candidates:
+        summary = sums[c.number]
+        verdicts[str(c.number)] = {
+            "trial": c.number,
+            "plain_fractions": list(c.fractions),
+            "final": summary is not None and is_final(summary.decision, settings),
+            **(summary.to_dict() if summary is not None else {"verdict": "pending"}),
+        }
+    study.set_user_attr(
+        VERDICT_ATTR,
+        {
+            "settings": dataclasses.asdict(settings),
+            "procedure": procedure_text(settings),
+            "first_seed": FIRST_SEED,
+            "split": "test",
+            "candidates": verdicts,
+        },
+    )
+
+
+def procedure_text(settings: Settings) -> str:
+    return (
+        f"paired seeds, test split; win when the plain model needs over "
+        f"{1 / (1 - settings.min_saving):.3f}x the candidate's cost for its accuracy "
+        f"(min_saving {settings.min_saving:.0%}); one-sided Student-t bounds at "
+        f"alpha {settings.alpha:g} split over {settings.looks} looks "
+        f"({settings.min_seeds}-{settings.max_seeds} seeds, Bonferroni)"
+    )
