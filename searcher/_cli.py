@@ -307,6 +307,113 @@ def study_show(name, storage) -> None:
     _print_show(study, spec)
 
 
+@cli.command("confirm")
+@click.argument("name")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Confirm the front's K best search trials by effective speedup.",
+)
+@click.option(
+    "--trial",
+    "numbers",
+    type=int,
+    multiple=True,
+    metavar="N",
+    help="Confirm trial N instead (repeatable).",
+)
+@click.option(
+    "--min-seeds",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Seeds of the first look (default 3).",
+)
+@click.option(
+    "--max-seeds",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Seeds at most, one added per look while undecided (default 8).",
+)
+@click.option(
+    "--min-saving",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="Cost a win must save at equal accuracy (default 0.05).",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+    default=None,
+    help="False-win rate over all looks (default 0.05).",
+)
+@storage_option
+def confirm_command(name, top, numbers, min_seeds, max_seeds, min_saving, alpha, storage) -> None:
+    """Re-train NAME's best candidates and the plain model over fresh paired seeds, scored on
+    the test split, until each verdict is win, loss or undecided at --max-seeds."""
+    from searcher._study import open_study
+
+    study, spec = open_study(name, _storage_url(storage), heartbeat=True)
+    _confirm_study(
+        study, spec, list(numbers), top, _settings(min_seeds, max_seeds, min_saving, alpha)
+    )
+
+
+def _settings(min_seeds, max_seeds, min_saving, alpha):
+    """The confirmation settings the options ask for; None when none is given."""
+    from searcher._verdict import Settings
+
+    given = {"min_seeds": min_seeds, "max_seeds": max_seeds, "min_saving": min_saving,
+             "alpha": alpha}  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    try:
+        return Settings(**given)
+    except ValueError as e:
+        raise ConfigError(f"{e}; change --min-seeds/--max-seeds/--alpha/--min-saving") from None
+
+
+def _confirm_study(study, spec, numbers, top, settings):
+    from searcher._confirm import (
+        ConfirmationFailedError,
+        choose_candidates,
+        confirm,
+        stored_settings,
+    )
+    from searcher._confirm_view import publish
+    from searcher._format import show_verdicts
+
+    settings = stored_settings(study, settings)
+    candidates = choose_candidates(study, spec, settings, top, numbers)
+    numbers = ", ".join(str(c.number) for c in candidates)
+    click.echo(
+        f"confirming trial(s) {numbers} of '{study.study_name}' over fresh paired seeds "
+        f"({settings.min_seeds}-{settings.max_seeds}), scored on the test split"
+    )
+    bar = tqdm(desc="  epochs", unit="ep", leave=False, disable=None)
+
+    def on_epoch(epoch, total):
+        if epoch == 1:
+            bar.reset(total=total)
+        bar.update(1)
+
+    def on_run(run, cost, result):
+        click.echo(f"  {run.key}: cost {cost:.4g}, test accuracy {100 * result.test_accuracy:.2f}%")
+
+    try:
+        confirm(study, spec, candidates, settings, on_run=on_run, on_epoch=on_epoch)
+    except ConfirmationFailedError as e:
+        bar.close()
+        click.echo(f"error: {mask_password(str(e))}", err=True)
+        sys.exit(1)
+    finally:
+        bar.close()
+        publish(study, spec)
+    click.echo(show_verdicts(study))
+
+
 @cli.command("export")
 @click.argument("name")
 @click.option(

@@ -282,8 +282,7 @@ def count_trials(
     if storage is None:
         trials = study.get_trials(deepcopy=False, states=states)
         return sum(
-            not is_confirm(t) and (below_number is None or t.number < below_number)
-            for t in trials
+            not is_confirm(t) and (below_number is None or t.number < below_number) for t in trials
         )
     with storage.scoped_session() as session:
         query = (

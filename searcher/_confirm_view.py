@@ -1,0 +1,178 @@
+"""How the verdict is shown: one figure (the report and optuna-dashboard draw it) and, in the
+dashboard, the verdict as the study's note and a note on every baseline and confirmation trial.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial, TrialState
+
+from searcher._analysis import baselines, pareto_front
+from searcher._format import describe_schedule, verdict_rows
+from searcher._record import (
+    BUDGET_FRACTION,
+    CANDIDATE,
+    CONFIRM_RUN,
+    TEST_ACCURACY,
+    VERDICT_ATTR,
+    is_baseline,
+    is_confirm,
+    searched,
+    stored_verdicts,
+)
+from searcher._spec import StudySpec
+from searcher._verdict import mean_interval
+
+FIGURE_ID = "dikd-verdict"
+VERDICT_COLORS = {"win": "#2ca02c", "loss": "#d62728", "undecided": "#ff7f0e", "pending": "#999"}
+
+
+def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
+    """The search's budget curve and front (validation split, the search's seed), the plain
+    model of each confirmation seed (test split), and each confirmed candidate's mean with 95%
+    intervals of cost and test accuracy."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    unit = "training time (s)" if spec.objective == "wall" else "training FLOPs"
+    fig = go.Figure()
+    curve = sorted(baselines(searched(trials)), key=lambda t: t.values[0])
+    fig.add_scatter(
+        x=[t.values[0] for t in curve],
+        y=[100 * t.values[1] for t in curve],
+        mode="lines+markers",
+        name="search: plain model, fewer epochs (validation)",
+        line=dict(color="#333", width=2),
+        marker=dict(symbol="square", size=8),
+    )
+    front = [t for t in pareto_front(trials) if not is_baseline(t)]
+    fig.add_scatter(
+        x=[t.values[0] for t in front],
+        y=[100 * t.values[1] for t in front],
+        mode="markers",
+        name="search: front (validation, one seed)",
+        marker=dict(color="#1f77b4", size=9, symbol="diamond"),
+        text=[f"trial {t.number}: {describe_schedule(t)}" for t in front],
+        hovertemplate="%{text}<extra></extra>",
+    )
+    for index, (seed, points) in enumerate(sorted(_plain_runs_by_seed(trials).items())):
+        points.sort()
+        fig.add_scatter(
+            x=[c for c, _ in points],
+            y=[100 * a for _, a in points],
+            mode="lines+markers",
+            name="confirmation: plain model per seed (test)",
+            legendgroup="plain",
+            showlegend=index == 0,
+            line=dict(color="#aaa", width=1),
+            marker=dict(size=5),
+            hovertemplate=f"seed {seed}: %{{x:.4g}}, %{{y:.2f}}%<extra></extra>",
+        )
+    for number, v in sorted(stored_verdicts(study).items()):
+        rows = v.get("per_seed") or []
+        if not rows:
+            continue
+        cost = mean_interval([r["cost"] for r in rows])
+        accuracy = mean_interval([100 * r["test_accuracy"] for r in rows])
+        verdict = v.get("verdict", "pending")
+        fig.add_scatter(
+            x=[cost.mean],
+            y=[accuracy.mean],
+            mode="markers",
+            name=f"trial {number}: {verdict} ({len(rows)} seeds, test)",
+            marker=dict(color=VERDICT_COLORS.get(verdict, "#999"), size=14, symbol="star"),
+            error_x=dict(type="data", symmetric=False, array=[cost.high - cost.mean],
+                         arrayminus=[cost.mean - cost.low]),
+            error_y=dict(type="data", symmetric=False, array=[accuracy.high - accuracy.mean],
+                         arrayminus=[accuracy.mean - accuracy.low]),
+        )  # fmt: skip
+    fig.update_layout(
+        title="Does a schedule beat training less? Search (validation) and confirmation (test, "
+        "fresh seeds, 95% intervals)",
+        xaxis_title=unit,
+        yaxis_title="accuracy (%)",
+        height=560,
+        legend=dict(orientation="h", yanchor="top", y=-0.14, x=0),
+        margin=dict(t=60, b=140),
+    )
+    return fig
+
+
+def _plain_runs_by_seed(trials: list[FrozenTrial]) -> dict[int, list[tuple[float, float]]]:
+    """(cost, test accuracy) of the confirmation's plain-model runs, by seed (first of each)."""
+    seen: set[str] = set()
+    out: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for t in sorted(trials, key=lambda t: t.number):
+        key = t.user_attrs.get(CONFIRM_RUN)
+        if not is_confirm(t) or t.user_attrs.get(CANDIDATE) is not None or key in seen:
+            continue
+        seen.add(key)
+        out[t.user_attrs["seed"]].append((t.values[0], t.user_attrs[TEST_ACCURACY]))
+    return out
+
+
+def verdict_markdown(study: optuna.Study) -> str:
+    """The study's note in the dashboard: the verdict table, or why there is none yet."""
+    verdicts = stored_verdicts(study)
+    if not verdicts:
+        return (
+            "## dikd: not confirmed yet\n\nThe front below is one seed scored on the validation "
+            "split: a margin there may be noise. Run `dikd confirm "
+            f"{study.study_name}` for a verdict over fresh seeds on the test split."
+        )
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    headers, rows = verdict_rows(verdicts, trials)
+    lines = [
+        "## dikd verdict: does a schedule beat training the plain model for less time?",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows),
+        "",
+        f"Procedure: {study.user_attrs[VERDICT_ATTR]['procedure']}.",
+        "",
+        "Margin: test accuracy above the plain model at the same cost (same seed). Effective: "
+        "the cost the plain model needs for the candidate's accuracy / its cost. The figure "
+        "'dikd-verdict' below draws it.",
+    ]
+    return "\n".join(lines)
+
+
+def _trial_note(t: FrozenTrial) -> str | None:
+    if is_baseline(t):
+        return (
+            f"**Baseline**: the plain model (no reduced step) for {t.user_attrs.get('epochs')} "
+            f"epochs, {t.user_attrs.get(BUDGET_FRACTION)} of the budget: a point of the budget "
+            "curve every schedule must beat. Never seen by the sampler."
+        )
+    if is_confirm(t):
+        what = (
+            f"search trial {t.user_attrs[CANDIDATE]}"
+            if t.user_attrs.get(CANDIDATE) is not None
+            else f"the plain model at {t.user_attrs.get(BUDGET_FRACTION)} of the epochs"
+        )
+        accuracy = t.user_attrs.get(TEST_ACCURACY)
+        scored = f"; test accuracy {100 * accuracy:.2f}%" if accuracy is not None else ""
+        return (
+            f"**Confirmation run** ({t.user_attrs.get(CONFIRM_RUN)}): {what}, re-trained with "
+            f"fresh seed {t.user_attrs.get('seed')}{scored}. Not part of the search: never "
+            "seen by the sampler, never on dikd's front (optuna-dashboard's own Pareto plot "
+            "draws every completed trial, these included)."
+        )
+    return None
+
+
+def publish(study: optuna.Study, spec: StudySpec) -> None:
+    """Write the figure and the notes to the study, where optuna-dashboard shows them."""
+    from optuna_dashboard import get_note, save_note, save_plotly_graph_object
+
+    save_plotly_graph_object(study, verdict_figure(study, spec), graph_object_id=FIGURE_ID)
+    save_note(study, verdict_markdown(study))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        note = _trial_note(t)
+        if note is None:
+            continue
+        trial = optuna.Trial(study, t._trial_id)
+        if get_note(trial) != note:
+            save_note(trial, note)
