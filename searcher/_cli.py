@@ -17,11 +17,13 @@ from tqdm import tqdm
 
 from objectives import ConfigError, list_datasets, list_models, load_train_config, train
 from searcher._analysis import PickError, pareto_front
+from searcher._record import CONFIRM_SETTINGS_ATTR
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV, load_spec
 from searcher._storage import mask_password, open_storage
 from searcher._study import TrialsKeepFailingError, default_worker_id
 
 QUICKSTART_SPEC = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
+QUICKSTART_MAX_SEEDS = 5  # the quickstart's confirmation fits its 15 minutes on 2 cores
 
 
 def _storage_url(option: str | None) -> str:
@@ -80,8 +82,9 @@ def train_command(config_path: str) -> None:
         click.echo(f"training failed: {type(e).__name__}: {e}", err=True)
         sys.exit(1)
     bar.close()
+    test = "" if result.test_accuracy is None else f" test_accuracy={result.test_accuracy:.4f}"
     click.echo(
-        f"train_time_s={result.train_time_s:.2f} val_accuracy={result.val_accuracy:.4f} "
+        f"train_time_s={result.train_time_s:.2f} val_accuracy={result.val_accuracy:.4f}{test} "
         f"flops={result.flops:.3e} reduced_steps={result.reduced_steps}/{result.total_steps} "
         f"device={result.device}"
     )
@@ -419,9 +422,10 @@ def _confirm_study(study, spec, numbers, top, settings):
 @click.option(
     "--pick",
     "rule",
-    default="fastest-within:0.5",
+    default="auto",
     show_default=True,
-    help="fastest-within:PP, most-accurate, knee or trial:N.",
+    help="auto (the confirmed winner, else fastest-within:0.5), fastest-within:PP, "
+    "most-accurate, knee or trial:N.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(), help="YAML file to write.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
@@ -436,9 +440,10 @@ def export_command(name, rule, output, force, storage) -> None:
     path = write_export(document, output, overwrite=force)
     m = document["measured"]
     click.echo(
-        f"trial {document['trial']} ({rule}): {m['train_time_s']:.2f}s, "
+        f"trial {document['trial']} ({document['rule']}): {m['train_time_s']:.2f}s, "
         f"{100 * m['val_accuracy']:.2f}% -> {path}"
     )
+    click.echo(f"confirmation: {document['confirmation']['status']}")
 
 
 @cli.command("report")
@@ -489,24 +494,30 @@ def dashboard_command(storage, host, port) -> None:
 )
 @storage_option
 def quickstart_command(spec_path, out, storage) -> None:
-    """The main job: run the quickstart study, export the fastest-within pick, write the report."""
+    """The main job: run the quickstart study, confirm its top candidate over fresh seeds,
+    export the confirmed winner (or say that none beats training less), write the report."""
     from searcher._export import export_document, write_export
     from searcher._report import write_report
+    from searcher._verdict import Settings
 
     study, spec, _ = _run_study(spec_path, storage)
     url = spec.resolve_storage(storage)
+    click.echo("")
+    if study.user_attrs.get(CONFIRM_SETTINGS_ATTR) is None:
+        settings = Settings(max_seeds=QUICKSTART_MAX_SEEDS)
+    else:
+        settings = None  # a resumed quickstart keeps the settings it was confirmed with
+    _confirm_study(study, spec, [], 1, settings)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.html"
     write_report(study, spec, report)
     try:
-        document = export_document(study, "fastest-within:0.5")
+        document = export_document(study, "auto")
         path = write_export(document, folder / "best.yaml", overwrite=True)
-        click.echo(f"\nexported the fastest schedule that beats the budget curve -> {path}")
+        click.echo(f"\nexported the confirmed winner -> {path}")
     except PickError as e:
-        click.echo(f"\nfastest-within:0.5: {e}")
-        path = write_export(export_document(study, "knee"), folder / "knee.yaml", overwrite=True)
-        click.echo(f"exported the front's knee instead -> {path}")
+        click.echo(f"\nverdict: {e}")
     click.echo(f"report -> {report}")
     click.echo(
         f"dashboard: .venv/bin/dikd dashboard --storage {mask_password(url)}  "

@@ -9,23 +9,66 @@ import optuna
 import yaml
 
 from objectives._errors import ConfigError
-from searcher._analysis import derived_metrics, pick
+from searcher._analysis import PickError, derived_metrics, pick
+from searcher._confirm import FIRST_SEED
+from searcher._format import verdict_text
+from searcher._record import VERDICT_ATTR, stored_verdicts
 
 MEASURED_ATTRS = ("train_time_s", "val_accuracy", "flops", "reduced_fraction", "device", "versions")
+AUTO = "auto"
+UNCONFIRMED = (
+    "unconfirmed: one seed, scored on the validation split the search selected on; "
+    "run `dikd confirm {name}` for a verdict over fresh seeds on the test split"
+)
+
+
+def resolve_rule(study: optuna.Study, rule: str) -> str:
+    """`auto`: the confirmed winner when a confirmation has run, else fastest-within:0.5."""
+    if rule != AUTO:
+        return rule
+    verdicts = stored_verdicts(study)
+    if not verdicts:
+        return "fastest-within:0.5"
+    wins = {n: v for n, v in verdicts.items() if v.get("verdict") == "win"}
+    if not wins:
+        said = "; ".join(f"trial {n}: {verdict_text(v)}" for n, v in sorted(verdicts.items()))
+        raise PickError(
+            f"no confirmed candidate of '{study.study_name}' beats training less ({said}): "
+            "train the plain model for fewer epochs, or export anyway with --pick trial:N"
+        )
+    best = max(wins, key=lambda n: wins[n]["statistic_pp"]["low"])
+    return f"trial:{best}"
 
 
 def export_document(study: optuna.Study, rule: str) -> dict[str, Any]:
+    """The picked trial's config and measurements, with its confirmation when it has one (then
+    the config trains with the first confirmation seed and scores the test split, so that
+    `dikd train --config` reproduces that seed's run)."""
+    rule = resolve_rule(study, rule)
     trial = pick(study, rule)
     metrics = derived_metrics(trial, study.get_trials(deepcopy=False))
     measured = {k: trial.user_attrs.get(k) for k in MEASURED_ATTRS}
     measured.update({k: v for k, v in metrics.items() if v is not None})
+    train = dict(trial.user_attrs["train_config"])
+    verdict = stored_verdicts(study).get(trial.number)
+    if verdict is None:
+        confirmation: dict[str, Any] = {"status": UNCONFIRMED.format(name=study.study_name)}
+    else:
+        confirmation = {
+            "status": verdict_text(verdict),
+            "procedure": study.user_attrs[VERDICT_ATTR]["procedure"],
+            "split": "test",
+            **{k: v for k, v in verdict.items() if k not in ("trial",)},
+        }
+        train.update(seed=FIRST_SEED, test=True)
     return {
         "study": study.study_name,
         "trial": trial.number,
         "rule": rule,
         "schedule": trial.user_attrs["schedule"],
-        "train": trial.user_attrs["train_config"],
+        "train": train,
         "measured": measured,
+        "confirmation": confirmation,
     }
 
 
@@ -36,6 +79,7 @@ def write_export(document: dict[str, Any], path: str | Path, *, overwrite: bool 
     header = (
         f"# dikd export: study '{document['study']}', trial {document['trial']}, "
         f"rule {document['rule']}\n# Re-run it with: dikd train --config {path.name}\n"
+        f"# Confirmation: {document['confirmation']['status']}\n"
     )
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))
     return path

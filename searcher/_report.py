@@ -19,7 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
 from searcher._analysis import curve_for, derived_metrics, pareto_front
-from searcher._format import describe_schedule, table, trial_rows
+from searcher._confirm_view import verdict_figure
+from searcher._format import describe_schedule, show_verdicts, table, trial_rows
 from searcher._record import is_baseline, searched
 from searcher._spec import SEARCHABLE, StudySpec
 
@@ -484,8 +485,7 @@ def _failed_html(failed: list[FrozenTrial]) -> str:
 
 def build_report(study: optuna.Study, spec: StudySpec) -> str:
     """The report page as an HTML string."""
-    every_trial = study.get_trials(deepcopy=False)
-    trials = searched(every_trial)
+    trials = searched(study.get_trials(deepcopy=False))
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     labels = _Labels(spec, study)
@@ -507,6 +507,7 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
     figures: list[tuple[str, go.Figure | str]] = []
 
     figures.append(("pareto-front", _pareto_figure(done, failed, metrics, hover, labels)))
+    figures.append(("verdict", verdict_figure(study, spec)))
     figures.append(("hypervolume", _hypervolume_figure(done, labels)))
     try:
         figures.append(("importances", _importance_figure(_importances(study, search), labels)))
@@ -528,11 +529,25 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
             continue
         parts.append(f'<section id="{div_id}-section">{_figure_html(fig, div_id, first)}</section>')
         first = False
+        if div_id == "verdict":
+            parts.append(_verdict_html(study))
         if div_id == "pareto-front":
             parts.append(_front_table(front, trials, labels))
             if failed:
                 parts.append(_failed_html(failed))
     return _page(study.study_name, parts)
+
+
+def _verdict_html(study: optuna.Study) -> str:
+    text = show_verdicts(study)
+    if text is None:
+        return _note(
+            "Not confirmed yet",
+            "The front above is one seed scored on the validation split the search selected "
+            f"on: a margin there may be noise. Run `dikd confirm {study.study_name}` for a "
+            "verdict over fresh seeds on the test split.",
+        )
+    return f"<pre>{html.escape(text)}</pre>"
 
 
 def _front_table(front: list[FrozenTrial], trials: list[FrozenTrial], labels: _Labels) -> str:

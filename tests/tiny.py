@@ -8,3 +8,43 @@ TINY_TRAIN = {
     "epochs": 2,
     "batch_size": 64,
 }
+
+# A study whose only search trial is the null schedule: scale 1 reduces nothing, so the
+# "schedule" is the plain model at the full budget, and a confirmation must never call it a win.
+NULL_SPEC = {
+    "name": "null",
+    "train": {**TINY_TRAIN, "val_size": 500},
+    "baseline": {"fractions": [0.5, 1.0]},
+    "space": {"policy": "deterministic", "frequency": 0.5, "scale": 1.0, "kernel_pool": False},
+    "sampler": {"name": "random", "seed": 0},
+    "n_trials": 3,
+}
+NULL_TRIAL = 2  # the search trial, after the two baselines
+
+
+def run_null_study(folder) -> str:
+    """Run the null study in-process in `folder`; returns its storage URL."""
+    import yaml
+    from click.testing import CliRunner
+
+    from searcher._cli import cli
+
+    url = f"sqlite:///{folder / 'null.db'}"
+    spec = folder / "null.yaml"
+    spec.write_text(yaml.safe_dump({**NULL_SPEC, "storage": url}))
+    run = CliRunner().invoke(cli, ["study", "run", str(spec)], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    return url
+
+
+def make_confirmed_study(folder, max_seeds: int = 4) -> str:
+    """The null study, run and confirmed by `dikd confirm` in-process; its storage URL."""
+    from click.testing import CliRunner
+
+    from searcher._cli import cli
+
+    url = run_null_study(folder)
+    args = ["confirm", "null", "--storage", url, "--trial", str(NULL_TRIAL)]
+    confirm = CliRunner().invoke(cli, [*args, "--max-seeds", str(max_seeds)])
+    assert confirm.exit_code == 0, confirm.output
+    return url

@@ -1,0 +1,124 @@
+"""`dikd confirm` on tiny real training: pairing, the null schedule, resume, export, storage."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from optuna.trial import TrialState
+from tiny import NULL_TRIAL, make_confirmed_study, run_null_study
+
+from searcher._analysis import pareto_front
+from searcher._cli import cli
+from searcher._confirm import FIRST_SEED, choose_candidates, confirm, stored_settings
+from searcher._record import CANDIDATE, CONFIRM_RUN, TEST_ACCURACY, is_confirm, stored_verdicts
+from searcher._storage import count_trials
+from searcher._study import BUDGET_STATES, open_study
+from searcher._verdict import Settings
+
+
+@pytest.fixture(scope="module")
+def null_study(tmp_path_factory) -> tuple[str, object]:
+    folder = tmp_path_factory.mktemp("confirm")
+    return make_confirmed_study(folder), folder
+
+
+def _confirm_runs(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if is_confirm(t)]
+
+
+def test_the_null_schedule_is_never_called_a_win(null_study) -> None:
+    url, _ = null_study
+    study, _ = open_study("null", url)
+    verdict = stored_verdicts(study)[NULL_TRIAL]
+    assert verdict["verdict"] != "win"
+    assert verdict["final"]
+    assert len(verdict["seeds"]) >= 3 and verdict["seeds"][0] == FIRST_SEED
+    # Paired seeds: the null schedule computes exactly what the full-budget plain model does.
+    for row in verdict["per_seed"]:
+        assert row["test_accuracy"] == pytest.approx(row["full_test_accuracy"], abs=1e-9)
+    assert 0.5 < verdict["time_ratio"]["mean"] < 2.0
+
+
+def test_confirmation_runs_stay_out_of_the_search(null_study) -> None:
+    url, _ = null_study
+    study, spec = open_study("null", url)
+    runs = _confirm_runs(study)
+    assert runs and all(t.state == TrialState.COMPLETE for t in runs)
+    assert all(t.user_attrs[TEST_ACCURACY] is not None for t in runs)
+    assert all(t.user_attrs["test_size"] == 10_000 for t in runs)
+    # Outside the budget, the front and the sampler's view.
+    assert count_trials(study, BUDGET_STATES) == spec.n_trials
+    front = pareto_front(study.get_trials(deepcopy=False))
+    assert not any(is_confirm(t) for t in front)
+    keys = [t.user_attrs[CONFIRM_RUN] for t in runs]
+    assert len(keys) == len(set(keys))  # each run trained once
+
+
+def test_study_show_prints_the_verdict_table(null_study) -> None:
+    url, _ = null_study
+    result = CliRunner().invoke(cli, ["study", "show", "null", "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert "confirmation (fresh seeds, paired, scored on the test split" in result.output
+    assert "Bonferroni" in result.output
+    assert "accuracy ±se" in result.output
+
+
+def test_changed_settings_are_refused_with_one_line(null_study) -> None:
+    url, _ = null_study
+    args = ["confirm", "null", "--storage", url, "--trial", str(NULL_TRIAL), "--max-seeds", "6"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "would void its error rate" in result.output
+
+
+def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_seed(
+    null_study,
+) -> None:
+    url, folder = null_study
+    out = folder / "pick.yaml"
+    runner = CliRunner()
+    auto = runner.invoke(cli, ["export", "null", "--storage", url, "-o", str(out)])
+    assert auto.exit_code == 2 and "no confirmed candidate" in auto.output  # not a win
+    args = ["export", "null", "--storage", url, "-o", str(out), "--pick", f"trial:{NULL_TRIAL}"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "confirmation:" in result.output
+    document = yaml.safe_load(out.read_text())
+    confirmation = document["confirmation"]
+    assert confirmation["split"] == "test"
+    assert {"low", "high", "mean"} <= set(confirmation["margin_pp"])
+    assert confirmation["per_seed"][0]["seed"] == FIRST_SEED
+    assert document["train"]["seed"] == FIRST_SEED and document["train"]["test"] is True
+
+    retrain = runner.invoke(cli, ["train", "--config", str(out)])
+    assert retrain.exit_code == 0, retrain.output
+    accuracy = float(retrain.output.split("test_accuracy=")[1].split()[0])
+    assert accuracy == pytest.approx(confirmation["per_seed"][0]["test_accuracy"], abs=0.005)
+
+
+def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path) -> None:
+    study, spec = open_study("null", run_null_study(tmp_path), heartbeat=True)
+    settings = stored_settings(study, Settings(min_seeds=3, max_seeds=3))
+    candidates = choose_candidates(study, spec, settings, 1, [NULL_TRIAL])
+    runs_started = {"count": 0}
+
+    def ctrl_c_in_the_second_run(epoch: int, total: int) -> None:
+        runs_started["count"] += epoch == 1
+        if runs_started["count"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        confirm(study, spec, candidates, settings, on_epoch=ctrl_c_in_the_second_run)
+    runs = _confirm_runs(study)
+    assert [t.state for t in runs] == [TrialState.COMPLETE, TrialState.FAIL]  # never RUNNING
+    finished = runs[0].user_attrs[CONFIRM_RUN]
+
+    trained: list[str] = []
+    confirm(study, spec, candidates, settings, on_run=lambda run, *_: trained.append(run.key))
+    assert finished not in trained and len(trained) == 8
+    done = [t for t in _confirm_runs(study) if t.state == TrialState.COMPLETE]
+    assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 9  # 3 seeds x 3 runs
+    assert {t.user_attrs[CANDIDATE] for t in done} == {NULL_TRIAL, None}
+    assert stored_verdicts(study)[NULL_TRIAL]["final"]
