@@ -23,7 +23,7 @@ from searcher._storage import mask_password, open_storage
 from searcher._study import TrialsKeepFailingError, default_worker_id
 
 QUICKSTART_SPEC = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
-QUICKSTART_MAX_SEEDS = 5  # the quickstart's confirmation fits its 15 minutes on 2 cores
+QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 15 minutes on 2 cores
 
 
 def _storage_url(option: str | None) -> str:
@@ -276,6 +276,9 @@ def _run_study(spec_path, storage, *, n_trials=None, jobs=1, gpus=None):
             code = 0
     finally:
         progress.close()
+    from searcher._confirm_view import publish
+
+    publish(study, spec)  # the dashboard's figure and notes
     _print_show(study, spec)
     return study, spec, code
 

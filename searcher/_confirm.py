@@ -38,8 +38,8 @@ from searcher._record import (
 )
 from searcher._space import plain_config
 from searcher._spec import StudySpec
-from searcher._storage import heartbeat_interval, rdb_storage
-from searcher._study import baseline_fractions
+from searcher._storage import heartbeat_interval, rdb_storage, set_user_attrs
+from searcher._study import baseline_fractions, default_worker_id
 from searcher._verdict import SeedResult, Settings, Summary, is_final, summarise
 
 FIRST_SEED = 1000  # confirmation seeds are 1000, 1001, ...: never the search's own seed
@@ -77,13 +77,12 @@ class Candidate:
 
 
 def stored_settings(study: optuna.Study, settings: Settings | None) -> Settings:
-    """The study's confirmation settings: stored by the first confirmation, refused if changed
-    later (a procedure's error rate holds only for settings fixed before the data)."""
+    """The study's confirmation settings: those of its first confirmation (`confirm` stores
+    them), refused if changed later, since a procedure's error rate holds only for settings
+    fixed before the data. `settings` (None: the defaults) for a study not confirmed yet."""
     stored = study.user_attrs.get(CONFIRM_SETTINGS_ATTR)
     if stored is None:
-        settings = settings or Settings()
-        study.set_user_attr(CONFIRM_SETTINGS_ATTR, dataclasses.asdict(settings))
-        return settings
+        return settings or Settings()
     kept = Settings(**stored)
     if settings is not None and settings != kept:
         raise ConfigError(
@@ -198,8 +197,9 @@ def _seeds_wanted(summary: Summary | None, settings: Settings) -> int:
 
 
 class _Runner:
-    """Trains runs as trials of the study, with heartbeats so a dead process's run is failed
-    as stale (and re-planned) rather than left RUNNING."""
+    """Trains one seed's runs as trials of the study. All of them are created RUNNING before
+    the first trains, so that the seed stays claimed until its last run ends; heartbeats make
+    a dead process's trials stale (failed, then planned again) rather than RUNNING forever."""
 
     def __init__(self, study: optuna.Study, spec: StudySpec, candidates: list[Candidate]):
         self.study = study
@@ -214,45 +214,58 @@ class _Runner:
             base = self.configs[run.candidate]
         return base.model_copy(update={"seed": run.seed, "test": True})
 
-    def train(
-        self, run: Run, on_epoch: Callable[[int, int], None] | None
-    ) -> tuple[float, TrainResult]:
-        """Train `run` as a new trial; its (cost, result)."""
-        config = self.config(run)
+    def _claim(self, run: Run, config: TrainConfig) -> optuna.Trial:
         attrs: dict[str, Any] = {
             ROLE: CONFIRM,
             CONFIRM_RUN: run.key,
             CANDIDATE: run.candidate,
             "seed": run.seed,
+            "worker": default_worker_id(),
             "epochs": config.epochs,
             "schedule": config.schedule.to_dict(),
         }
         if run.fraction is not None:
             attrs[BUDGET_FRACTION] = run.fraction
-        trial = _new_running_trial(self.study, attrs)
-        try:
-            with _heartbeats(self.study, trial._trial_id):
-                result = train(
-                    config,
-                    on_epoch=None
-                    if on_epoch is None
-                    else lambda epoch, _r: on_epoch(epoch, config.epochs),
-                )
-        except BaseException as e:
-            with contextlib.suppress(Exception):
-                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
-                self.study.tell(trial, state=TrialState.FAIL)
-            if isinstance(e, Exception):
-                raise ConfirmationFailedError(
-                    f"confirmation run '{run.key}' failed: {type(e).__name__}: {e}; fix it and "
-                    f"run `dikd confirm {self.study.study_name}` again (finished runs are kept)"
-                ) from e
-            raise
-        cost = result.train_time_s if self.spec.objective == "wall" else result.flops
-        for key, value in _measured(config, result).items():
-            trial.set_user_attr(key, value)
-        self.study.tell(trial, [cost, result.val_accuracy])
-        return cost, result
+        return _new_running_trial(self.study, attrs)
+
+    def train_seed(
+        self,
+        runs: list[Run],
+        on_epoch: Callable[[int, int], None] | None,
+        on_run: Callable[[Run, float, TrainResult], None] | None,
+    ) -> None:
+        configs = [self.config(run) for run in runs]
+        trials = [self._claim(run, config) for run, config in zip(runs, configs)]
+        with _heartbeats(self.study, [t._trial_id for t in trials]):
+            for index, (run, config, trial) in enumerate(zip(runs, configs, trials)):
+                try:
+                    result = train(
+                        config,
+                        on_epoch=None
+                        if on_epoch is None
+                        else lambda epoch, _r, n=config.epochs: on_epoch(epoch, n),
+                    )
+                except BaseException as e:
+                    self._fail(trial, f"{type(e).__name__}: {e}")
+                    for left in trials[index + 1 :]:
+                        self._fail(left, f"not run: run '{run.key}' stopped first")
+                    if isinstance(e, Exception):
+                        raise ConfirmationFailedError(
+                            f"confirmation run '{run.key}' failed: {type(e).__name__}: {e}; fix "
+                            f"it and run `dikd confirm {self.study.study_name}` again (finished "
+                            "runs are kept)"
+                        ) from e
+                    raise
+                cost = result.train_time_s if self.spec.objective == "wall" else result.flops
+                set_user_attrs(trial, _measured(config, result))
+                self.study.tell(trial, [cost, result.val_accuracy])
+                if on_run is not None:
+                    on_run(run, cost, result)
+
+    def _fail(self, trial: optuna.Trial, reason: str) -> None:
+        with contextlib.suppress(Exception):  # the storage may be what failed
+            trial.set_user_attr("fail_reason", reason)
+            self.study.tell(trial, state=TrialState.FAIL)
 
 
 def _measured(config: TrainConfig, result: TrainResult) -> dict[str, Any]:
@@ -281,18 +294,25 @@ def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Tri
 
 
 @contextlib.contextmanager
-def _heartbeats(study: optuna.Study, trial_id: int) -> Iterator[None]:
+def _heartbeats(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
+    """Heartbeats for `trial_ids` while the block runs (finished trials are skipped)."""
     storage, interval = rdb_storage(study), heartbeat_interval(study)
     if storage is None or interval is None:
         yield
         return
-    storage.record_heartbeat(trial_id)
+
+    def beat_all() -> None:
+        for trial_id in trial_ids:
+            with contextlib.suppress(Exception):  # finished, or a missed beat: risks a re-run
+                if not storage.get_trial(trial_id).state.is_finished():
+                    storage.record_heartbeat(trial_id)
+
+    beat_all()
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(interval):
-            with contextlib.suppress(Exception):  # a missed beat only risks a re-run
-                storage.record_heartbeat(trial_id)
+            beat_all()
 
     thread = threading.Thread(target=beat, name="confirm-heartbeat", daemon=True)
     thread.start()
@@ -350,6 +370,8 @@ def confirm(
     poll_s: float = 5.0,
 ) -> dict[int, Summary | None]:
     """Run the confirmation until every candidate's verdict is final; store and return it."""
+    if CONFIRM_SETTINGS_ATTR not in study.user_attrs:
+        study.set_user_attr(CONFIRM_SETTINGS_ATTR, dataclasses.asdict(settings))
     runner = _Runner(study, spec, candidates)
     while True:
         _fail_stale(study)
@@ -362,13 +384,7 @@ def confirm(
         if runs is None:  # every seed left is being trained by another process
             time.sleep(poll_s)
             continue
-        done = _completed_runs(study.get_trials(deepcopy=False))
-        for run in runs:
-            if run.key in done:
-                continue
-            cost, result = runner.train(run, on_epoch)
-            if on_run is not None:
-                on_run(run, cost, result)
+        runner.train_seed(runs, on_epoch, on_run)
 
 
 def store_verdict(

@@ -51,7 +51,7 @@ def _fmt(value: float | None, pattern: str) -> str | None:
     return None if value is None else pattern.format(value)
 
 
-def _accuracy(trial: FrozenTrial) -> str:
+def accuracy_text(trial: FrozenTrial) -> str:
     """Validation accuracy with its evaluation's own standard error (binomial)."""
     se = accuracy_standard_error(trial)
     text = f"{100 * trial.values[1]:.2f}%"
@@ -71,7 +71,7 @@ def trial_rows(trials: list[FrozenTrial], everything: list[FrozenTrial], cost_na
                 describe_schedule(t),
                 f"{t.values[0]:.4g}",
                 _fmt(m["speedup"], "{:.2f}x"),
-                _accuracy(t),
+                accuracy_text(t),
                 _fmt(m["accuracy_change_pp"], "{:+.2f}"),
                 _fmt(m["effective_speedup"], "{:.2f}x"),
                 beats,
@@ -85,7 +85,7 @@ def trial_rows(trials: list[FrozenTrial], everything: list[FrozenTrial], cost_na
         "accuracy ±se",
         "change pp",
         "effective",
-        "beats curve",
+        "above curve (1 seed)",
     ]
     return headers, rows
 
@@ -107,8 +107,9 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
     if front:
         parts += [
             "",
-            f"Pareto front ({len(front)} trials; 'effective' = cost the plain model "
-            "needs for the same accuracy / the trial's cost; above 1x beats training less):",
+            f"Pareto front ({len(front)} trials, one seed each, validation split; 'effective' = "
+            "cost the plain model needs for the same accuracy / the trial's cost; above 1x "
+            "is above the curve, which only `dikd confirm` can tell from noise):",
         ]
         parts.append(table(*trial_rows(front, trials, cost_name)))
     verdicts = show_verdicts(study)

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from searcher._analysis import curve_for, derived_metrics, pareto_front
 from searcher._confirm_view import verdict_figure
-from searcher._format import describe_schedule, show_verdicts, table, trial_rows
+from searcher._format import accuracy_text, describe_schedule, show_verdicts, table, trial_rows
 from searcher._record import is_baseline, searched
 from searcher._spec import SEARCHABLE, StudySpec
 
@@ -78,7 +78,7 @@ def _hover(t: FrozenTrial, m: dict[str, Any], labels: _Labels) -> str:
         [
             f"<b>trial {t.number}</b>: {html.escape(describe_schedule(t))}",
             f"{labels.metric}: {labels.cost(t.values[0])}",
-            f"accuracy: {100 * t.values[1]:.2f}%",
+            f"accuracy: {accuracy_text(t)}",
             f"speedup: {_times(m['speedup'])}",
             f"effective speedup: {_times(m['effective_speedup'])}",
             f"beats the curve: {beats}",
@@ -122,7 +122,7 @@ def _groups(
             dict(color=COLORS["front"], size=11, symbol="diamond"),
         ),
         (
-            "Pareto front, beats the baseline curve",
+            "Pareto front, above the baseline curve (one seed: confirm it)",
             beats,
             dict(color=COLORS["beats"], size=15, symbol="star", line=dict(width=1, color="#111")),
         ),

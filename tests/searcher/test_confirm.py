@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import optuna
 import pytest
 import yaml
@@ -13,6 +18,7 @@ from searcher._analysis import pareto_front
 from searcher._cli import cli
 from searcher._confirm import FIRST_SEED, choose_candidates, confirm, stored_settings
 from searcher._record import CANDIDATE, CONFIRM_RUN, TEST_ACCURACY, is_confirm, stored_verdicts
+from searcher._spec import STORAGE_ENV
 from searcher._storage import count_trials
 from searcher._study import BUDGET_STATES, open_study
 from searcher._verdict import Settings
@@ -112,7 +118,8 @@ def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path
     with pytest.raises(KeyboardInterrupt):
         confirm(study, spec, candidates, settings, on_epoch=ctrl_c_in_the_second_run)
     runs = _confirm_runs(study)
-    assert [t.state for t in runs] == [TrialState.COMPLETE, TrialState.FAIL]  # never RUNNING
+    # The seed's runs were claimed together: one finished, the cut one and the rest FAIL.
+    assert [t.state for t in runs] == [TrialState.COMPLETE] + [TrialState.FAIL] * 2
     finished = runs[0].user_attrs[CONFIRM_RUN]
 
     trained: list[str] = []
@@ -122,3 +129,28 @@ def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path
     assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 9  # 3 seeds x 3 runs
     assert {t.user_attrs[CANDIDATE] for t in done} == {NULL_TRIAL, None}
     assert stored_verdicts(study)[NULL_TRIAL]["final"]
+
+
+def test_two_processes_share_one_confirmation(tmp_path) -> None:
+    """A second `dikd confirm` joins the first: it takes a seed the first is not on, and no
+    run is trained twice."""
+    url = run_null_study(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != STORAGE_ENV}
+    env["OMP_NUM_THREADS"] = "1"  # two processes on the machine's cores
+    command = [sys.executable, "-m", "searcher", "confirm", "null", "--storage", url]
+    command += ["--trial", str(NULL_TRIAL), "--max-seeds", "3"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    study = optuna.load_study(study_name="null", storage=url)
+    deadline = time.monotonic() + 120
+    while not any(t.state == TrialState.RUNNING for t in _confirm_runs(study)):
+        assert first.poll() is None and time.monotonic() < deadline, "the first never started"
+        time.sleep(0.2)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, (out, second.stdout, second.stderr)
+    done = [t for t in _confirm_runs(study) if t.state == TrialState.COMPLETE]
+    assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 9
+    workers = {t.user_attrs["worker"] for t in done}
+    assert len(workers) == 2  # both trained
+    for seed in {t.user_attrs["seed"] for t in done}:  # a seed's runs stay on one worker
+        assert len({t.user_attrs["worker"] for t in done if t.user_attrs["seed"] == seed}) == 1

@@ -3,6 +3,7 @@ and in Debian's Chromium through Playwright."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -165,14 +166,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dashboard_server(tiny_study, tmp_path_factory):
+@contextlib.contextmanager
+def _served(storage_url: str, log_dir: Path):
     """`dikd dashboard` in a subprocess on a free port; yields its base URL."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("dashboard-server") / "server.log"
+    log_path = log_dir / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "searcher", "dashboard", "--storage", tiny_study]
+            [sys.executable, "-m", "searcher", "dashboard", "--storage", storage_url]
             + ["--host", "127.0.0.1", "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -203,6 +204,12 @@ def dashboard_server(tiny_study, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dashboard_server(tiny_study, tmp_path_factory):
+    with _served(tiny_study, tmp_path_factory.mktemp("dashboard-server")) as base:
+        yield base
 
 
 def _require_browser():
@@ -300,3 +307,48 @@ def test_dashboard_binds_loopback_by_default(monkeypatch, tmp_path):
     [(storage, kw)] = calls
     assert kw == {"host": "127.0.0.1", "port": 8080}
     assert isinstance(storage, optuna.storages.RDBStorage)
+
+
+def test_browser_shows_the_verdict_note_and_figure(tmp_path_factory, monkeypatch) -> None:
+    """After `dikd confirm`, the study's page holds the verdict (its note) and the figure of
+    the budget curves with the confirmed intervals; baseline and confirmation trials say
+    what they are in their notes."""
+    sync_playwright = _require_browser()
+    from playwright.sync_api import expect
+    from tiny import NULL_TRIAL, make_confirmed_study
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    folder = tmp_path_factory.mktemp("verdict")
+    url = make_confirmed_study(folder, max_seeds=3)
+    wait = 20_000
+    with _served(url, folder) as base, sync_playwright() as p:
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as r:
+            [summary] = json.load(r)["study_summaries"]
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(wait)
+            page.goto(f"{base}/dashboard/studies/{summary['study_id']}")
+            note = page.get_by_text("dikd verdict: does a schedule beat training")
+            expect(note).to_be_visible(timeout=wait)
+            expect(page.get_by_text("Bonferroni", exact=False).first).to_be_visible(timeout=wait)
+            figure = page.locator("[id='user-defined-plot:dikd-verdict']")
+            expect(figure).to_be_visible(timeout=wait)
+            names = figure.evaluate("g => g.data.map(t => t.name)")
+            assert any(n.startswith(f"trial {NULL_TRIAL}: ") for n in names), names
+            assert "confirmation: plain model per seed (test)" in names
+            page.screenshot(path=str(folder / "verdict.png"), full_page=True)
+        finally:
+            browser.close()
+    study = optuna.load_study(study_name="null", storage=url)
+    from optuna_dashboard import get_note
+
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        text = get_note(optuna.Trial(study, t._trial_id))
+        role = t.user_attrs["role"]
+        if role == "baseline":
+            assert text.startswith("**Baseline**")
+        elif role == "confirm":
+            assert text.startswith("**Confirmation run**")
