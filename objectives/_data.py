@@ -507,12 +507,12 @@ def _fashion_mnist_split(root: Path, request: LoadRequest, *, train: bool) -> Sp
 
         dataset = torchvision.datasets.FashionMNIST(root, train=train, download=True)
         return dataset.data.unsqueeze(1), dataset.targets
-    if not root.is_dir():
-        raise _missing_root(root)
     missing = [f"{stem}(.gz)" for stem, file in zip(stems, (image_file, label_file)) if not file]
+    where = f"in {root}" if root.is_dir() else f"({root} does not exist)"
     raise FileNotFoundError(
         f"Fashion-MNIST file{'s' if len(missing) > 1 else ''} {' and '.join(missing)} "
-        f"not found in {root}: {_FIX}"
+        f"not found {where}: install Debian's dataset-fashion-mnist (`make data`, or "
+        f"apt-get install dataset-fashion-mnist), or {_FIX}"
     )
 
 

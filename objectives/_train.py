@@ -20,13 +20,17 @@ from typing import Any, Literal
 import pydantic
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from objectives._data import DataInfo, check_dataset_name, load_data
-from objectives._errors import ConfigError, NonFiniteLossError, describe_validation_error
+from objectives._errors import (
+    ConfigError,
+    NonFiniteLossError,
+    describe_validation_error,
+    load_yaml_file,
+)
 from objectives._models import build_model, check_model_name
 from objectives._reduce import (
     batch_norms,
@@ -102,13 +106,7 @@ class TrainConfig(BaseModel):
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read a YAML file holding a TrainConfig (an exported study pick is one too)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass the path of a YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = load_yaml_file(path, "training config file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of TrainConfig fields")
     # An exported pick holds the config under "train" next to its measured numbers.
@@ -401,18 +399,8 @@ def evaluate(
 OnEpoch = Callable[[int, TrainResult], bool | None]
 
 
-def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
-    """Train `config.model` on `config.data` with `config.schedule`; return the measured result.
-
-    `on_epoch(epoch, result_so_far)` is called after each epoch; returning True ends the run.
-    Raises NonFiniteLossError when the loss stops being finite.
-    """
-    device = resolve_device(config.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(config.seed)
-    data = load_data(
-        config.data,
+def _load_data(config: TrainConfig, device: torch.device, **changes: Any):
+    arguments = dict(
         device=device,
         root=config.data_dir,
         download=config.download,
@@ -426,6 +414,31 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         data_seed=config.data_seed,
         test=config.test,
     )
+    return load_data(config.data, **{**arguments, **changes})
+
+
+def check_data(config: TrainConfig) -> None:
+    """Pre-flight: the data set is there and fits the config (splits, batch size), or a
+    one-line ConfigError saying how to get it, before any training starts. Loads it on the
+    CPU at its own size (a process's later loads of the MNIST-family files are cached)."""
+    try:
+        data = _load_data(config, torch.device("cpu"), image_size=None)
+        data.steps_per_epoch(config.batch_size)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+
+
+def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
+    """Train `config.model` on `config.data` with `config.schedule`; return the measured result.
+
+    `on_epoch(epoch, result_so_far)` is called after each epoch; returning True ends the run.
+    Raises NonFiniteLossError when the loss stops being finite.
+    """
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(config.seed)
+    data = _load_data(config, device)
     model = build_model(
         config.model, num_classes=data.info.num_classes, in_channels=data.info.in_channels
     ).to(device)

@@ -17,6 +17,23 @@ from optuna.trial import FrozenTrial, TrialState
 from searcher._record import BUDGET_FRACTION, is_baseline, searched
 
 
+def monotone_points(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """(cost, accuracy) points as costs and accuracies sorted by cost, one point per cost (the
+    best of a tie) and accuracy made non-decreasing: more budget can always stop where less
+    did, so the plain model's best within a cost is what it must be compared with."""
+    costs: list[float] = []
+    accuracies: list[float] = []
+    best = -math.inf
+    for cost, accuracy in sorted(points):
+        best = max(best, accuracy)
+        if costs and cost == costs[-1]:
+            accuracies[-1] = best
+        else:
+            costs.append(cost)
+            accuracies.append(best)
+    return costs, accuracies
+
+
 @dataclasses.dataclass(frozen=True)
 class BudgetCurve:
     """The plain model's best accuracy reachable within a cost: (cost, accuracy) points sorted
@@ -33,11 +50,7 @@ class BudgetCurve:
     ) -> BudgetCurve:
         """`points`: (cost, accuracy) of the plain model at several budgets; `full`: the one
         at the whole budget."""
-        costs, accuracies, best = [], [], -math.inf
-        for cost, accuracy in sorted(points):
-            best = max(best, accuracy)
-            costs.append(cost)
-            accuracies.append(best)
+        costs, accuracies = monotone_points(points)
         return cls(tuple(costs), tuple(accuracies), full[0], full[1])
 
     @classmethod

@@ -15,7 +15,14 @@ import click
 import optuna
 from tqdm import tqdm
 
-from objectives import ConfigError, list_datasets, list_models, load_train_config, train
+from objectives import (
+    ConfigError,
+    check_data,
+    list_datasets,
+    list_models,
+    load_train_config,
+    train,
+)
 from searcher._analysis import PickError, pareto_front
 from searcher._record import CONFIRM_SETTINGS_ATTR
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV, load_spec
@@ -259,6 +266,7 @@ def _run_study(spec_path, storage, *, n_trials=None, jobs=1, gpus=None):
 
     spec = load_spec(spec_path)
     url = spec.resolve_storage(storage)
+    check_data(spec.train)  # missing data: one line now, not three failed trials
     study = create_or_resume(spec, url)
     click.echo(f"study '{spec.name}' in {mask_password(url)}")
     progress = _Progress(study, spec.n_trials)

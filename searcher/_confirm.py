@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import TrainConfig, TrainResult, train
+from objectives import TrainConfig, TrainResult, check_data, train
 from objectives._errors import ConfigError
 from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._record import (
@@ -370,9 +370,11 @@ def confirm(
     poll_s: float = 5.0,
 ) -> dict[int, Summary | None]:
     """Run the confirmation until every candidate's verdict is final; store and return it."""
+    runner = _Runner(study, spec, candidates)
+    for c in candidates:  # the test split too: missing data is one line before any training
+        check_data(runner.config(Run(FIRST_SEED, c.number)))
     if CONFIRM_SETTINGS_ATTR not in study.user_attrs:
         study.set_user_attr(CONFIRM_SETTINGS_ATTR, dataclasses.asdict(settings))
-    runner = _Runner(study, spec, candidates)
     while True:
         _fail_stale(study)
         trials = study.get_trials(deepcopy=False)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,7 +19,7 @@ from pydantic import (
 )
 
 from objectives import POLICIES, TrainConfig
-from objectives._errors import ConfigError, describe_validation_error
+from objectives._errors import ConfigError, describe_validation_error, load_yaml_file
 
 DEFAULT_STORAGE = "sqlite:///dikd.db"
 STORAGE_ENV = "DIKD_STORAGE"
@@ -220,15 +219,6 @@ class StudySpec(BaseModel):
         return override or os.environ.get(STORAGE_ENV) or self.storage
 
 
-def _load_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"spec file {path} not found; pass the path of a study YAML file")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-
-
 def parse_spec(data: Any, source: str = "spec") -> StudySpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a mapping with name, train, space, ...")
@@ -240,4 +230,4 @@ def parse_spec(data: Any, source: str = "spec") -> StudySpec:
 
 def load_spec(path: str | Path) -> StudySpec:
     path = Path(path)
-    return parse_spec(_load_yaml(path), str(path))
+    return parse_spec(load_yaml_file(path, "study spec file"), str(path))

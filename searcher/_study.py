@@ -163,7 +163,7 @@ def create_or_resume(spec: StudySpec, storage_url: str, *, seed_id: str | None =
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler)
         stored = _wait_for_spec(study)
         if stored is None:
-            if study.get_trials(deepcopy=False):
+            if not all(is_baseline(t) for t in study.get_trials(deepcopy=False)):
                 raise StudyMismatchError(
                     f"study '{spec.name}' in {mask_password(storage_url)} was not made by dikd; "
                     "choose another name"
@@ -190,9 +190,12 @@ def _seeded(study: optuna.Study, spec: StudySpec, seed_id: str | None) -> optuna
     return study
 
 
-def _wait_for_spec(study: optuna.Study, timeout_s: float = 5.0) -> dict[str, Any] | None:
+SPEC_WAIT_S = 5.0  # how long a second creator waits for the first to store the spec
+
+
+def _wait_for_spec(study: optuna.Study) -> dict[str, Any] | None:
     """The stored spec; waits a little for a creator that is still setting the study up."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + SPEC_WAIT_S
     while True:
         stored = study.user_attrs.get(SPEC_ATTR)
         if stored is not None or time.monotonic() > deadline:
@@ -210,9 +213,12 @@ def baseline_fractions(spec: StudySpec) -> list[float]:
 
 
 def _set_up(study: optuna.Study, spec: StudySpec) -> None:
-    """The baselines first and the spec last: a study with its spec attribute is complete."""
+    """The baselines first and the spec last: a study with its spec attribute is complete.
+    Finishes the set-up of a study whose creator stopped half-way (its baselines are kept)."""
+    present = {t.user_attrs.get(BUDGET_FRACTION) for t in study.get_trials(deepcopy=False)}
     for fraction in baseline_fractions(spec):
-        study.enqueue_trial({}, user_attrs={ROLE: BASELINE, BUDGET_FRACTION: fraction})
+        if fraction not in present:
+            study.enqueue_trial({}, user_attrs={ROLE: BASELINE, BUDGET_FRACTION: fraction})
     study.set_metric_names([METRIC_NAMES[spec.objective], "val_accuracy"])
     study.set_user_attr(CREATED_ATTR, time.time())
     study.set_user_attr(SPEC_ATTR, spec.stored_form())

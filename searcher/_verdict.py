@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 from scipy import stats
 
+from searcher._analysis import monotone_points
+
 WIN, LOSS, UNDECIDED = "win", "loss", "undecided"
 MIN_SEEDS = 3
 MAX_SEEDS = 8
@@ -82,16 +84,7 @@ class PlainCurve:
     always stop where less did) and extended linearly past both ends."""
 
     def __init__(self, points: Sequence[tuple[float, float]]) -> None:
-        if len(points) < 2:
-            raise ValueError("a plain-model curve needs at least two budgets")
-        costs, accuracies, best = [], [], -math.inf
-        for cost, accuracy in sorted(points):
-            if costs and cost == costs[-1]:  # two runs at one cost: keep the better
-                accuracies[-1] = best = max(best, accuracy)
-                continue
-            best = max(best, accuracy)
-            costs.append(cost)
-            accuracies.append(best)
+        costs, accuracies = monotone_points(list(points))
         if len(costs) < 2:
             raise ValueError("a plain-model curve needs at least two distinct costs")
         self.costs, self.accuracies = costs, accuracies

@@ -19,6 +19,7 @@ from types import FrameType
 import optuna
 from tqdm import tqdm
 
+from objectives import check_data
 from searcher._storage import error_reason, redact, storage_error
 from searcher._study import TrialsKeepFailingError, default_worker_id, open_study, run_trials
 
@@ -139,6 +140,7 @@ def run_worker(
     bar = None
     try:
         study, spec = open_study(name, storage_url, heartbeat=True, seed_id=worker_id)
+        check_data(spec.train)
         bar = None if quiet else tqdm(desc=f"worker {worker_id}", unit="trial")
         on_trial = (lambda _t: bar.update(1)) if bar is not None else None
         ran = run_trials(study, spec, max_trials=n_trials, on_trial=on_trial)

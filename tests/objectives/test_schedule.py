@@ -82,3 +82,45 @@ def test_invalid_values_name_the_field(kwargs, field):
 def test_unknown_field_is_refused():
     with pytest.raises(ValueError, match="unknown schedule field"):
         Schedule.from_dict({"policy": "none", "speed": 3})
+
+
+# --- exact patterns: the values each rule computes, not only their shape -----------------------
+
+
+def _scales(schedule: Schedule, total: int) -> list[float]:
+    return [schedule.scale_at(step, total) for step in range(total)]
+
+
+def test_deterministic_counts_its_pattern_from_the_window_start() -> None:
+    # The window opens at step 1: every other step of the window, counted from there.
+    schedule = Schedule("deterministic", frequency=0.5, scale=2.0, start=0.125, end=1.0)
+    assert [s > 1 for s in _scales(schedule, 8)] == [
+        False, False, True, False, True, False, True, False
+    ]  # fmt: skip
+
+
+def test_window_start_rounds_up_to_the_next_whole_step() -> None:
+    schedule = Schedule("deterministic", frequency=1.0, scale=2.0, start=0.25, end=0.75)
+    # 0.25 x 10 = 2.5 -> the window is steps 3..7 (end 7.5 -> 8, exclusive).
+    assert _scales(schedule, 10) == [1, 1, 1, 2, 2, 2, 2, 2, 1, 1]
+
+
+def test_progressive_holds_then_falls_linearly_to_full_resolution() -> None:
+    schedule = Schedule("progressive", frequency=0.5, scale=2.0)
+    assert _scales(schedule, 10) == pytest.approx([2, 2, 2, 2, 2, 2, 1.8, 1.6, 1.4, 1.2])
+
+
+def test_stochastic_reduces_only_inside_its_window_at_its_frequency() -> None:
+    schedule = Schedule("stochastic", frequency=0.3, scale=2.0, start=0.5, end=1.0, seed=7)
+    pattern = _scales(schedule, 4000)
+    assert all(s == 1.0 for s in pattern[:2000])
+    share = sum(s > 1 for s in pattern[2000:]) / 2000
+    assert 0.26 < share < 0.34
+    assert pattern == _scales(schedule, 4000)  # a pure function of (seed, step)
+    other = Schedule("stochastic", frequency=0.3, scale=2.0, start=0.5, end=1.0, seed=8)
+    assert _scales(other, 4000) != pattern
+
+
+@pytest.mark.parametrize("policy", ["stochastic", "deterministic", "progressive"])
+def test_scale_one_reduces_nothing(policy: str) -> None:
+    assert set(_scales(Schedule(policy, frequency=0.9, scale=1.0), 50)) == {1.0}

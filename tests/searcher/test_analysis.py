@@ -99,3 +99,13 @@ def test_baseline_budgets_are_never_trained_twice():
 def test_every_shipped_spec_loads(path):
     spec = load_spec(path)
     assert spec.n_trials > len(baseline_fractions(spec))
+
+
+def test_curve_keeps_the_better_of_two_baselines_at_one_cost_and_is_monotone() -> None:
+    curve = BudgetCurve.from_points([(10.0, 0.70), (10.0, 0.74), (20.0, 0.72), (30.0, 0.80)],
+                                    (30.0, 0.80))  # fmt: skip
+    assert curve.accuracy_at(10.0) == 0.74
+    assert curve.accuracies == (0.74, 0.74, 0.80)  # the dip at 20 is not the plain model's best
+    assert curve.accuracy_at(25.0) == pytest.approx(0.77)
+    assert curve.accuracy_at(9.99) is None and curve.accuracy_at(30.01) is None
+    assert curve.cost_to_reach(0.60) is None and curve.cost_to_reach(0.81) is None

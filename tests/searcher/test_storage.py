@@ -63,6 +63,15 @@ def _quiet_optuna():
             "a postgresql://a:x@h/d and postgresql://b:y@k/e, mail me@home",
             "a postgresql://a:***@h/d and postgresql://b:***@k/e, mail me@home",
         ),
+        ("postgresql+psycopg://u@h/d?password=s3cret", "postgresql+psycopg://u@h/d?password=***"),
+        (
+            "postgresql://u@h/d?sslmode=require&PASSWORD=s3&cret=1",
+            "postgresql://u@h/d?sslmode=require&PASSWORD=***&cret=1",
+        ),
+        ("host=h user=u password=s3cret dbname=d", "host=h user=u password=*** dbname=d"),
+        ("host=h password='a b\\'c' port=1", "host=h password=*** port=1"),
+        ('dbname=d passwd=x pwd="y z"', "dbname=d passwd=*** pwd=***"),
+        ("no_password=fine mypassword=also", "no_password=fine mypassword=also"),
     ],
 )
 def test_mask_password_hides_every_url_password(text, masked):

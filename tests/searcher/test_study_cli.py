@@ -248,3 +248,26 @@ def test_trials_that_keep_failing_stop_the_run_with_exit_1(tmp_path):
     assert all(
         "no-such-folder" in t.user_attrs["fail_reason"] for t in trials if t.state.name == "FAIL"
     )
+
+
+def test_a_half_made_study_is_completed_and_a_foreign_one_refused(tmp_path, monkeypatch) -> None:
+    import searcher._study as study_module
+    from searcher._record import BUDGET_FRACTION, ROLE, is_baseline
+    from searcher._spec import parse_spec
+    from searcher._study import StudyMismatchError, create_or_resume
+
+    monkeypatch.setattr(study_module, "SPEC_WAIT_S", 0.0)
+    url = f"sqlite:///{tmp_path / 'half.db'}"
+    spec = parse_spec({**TINY_SPEC, "storage": url})
+    # A creator stopped right after enqueuing its first baseline, before storing the spec.
+    half = optuna.create_study(study_name="tiny", storage=url, directions=["minimize", "maximize"])
+    half.enqueue_trial({}, user_attrs={ROLE: "baseline", BUDGET_FRACTION: 0.5})
+    study = create_or_resume(spec, url)
+    fractions = sorted(t.user_attrs[BUDGET_FRACTION] for t in study.trials if is_baseline(t))
+    assert fractions == [0.5, 1.0]  # completed, the first baseline kept and not doubled
+    assert create_or_resume(spec, url).user_attrs["dikd_spec"] == spec.stored_form()
+
+    foreign = optuna.create_study(study_name="other", storage=url)
+    foreign.enqueue_trial({"x": 1.0})
+    with pytest.raises(StudyMismatchError, match="not made by dikd"):
+        create_or_resume(parse_spec({**TINY_SPEC, "name": "other", "storage": url}), url)
