@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -223,3 +224,51 @@ def test_torchvision_efficientnet_and_regnet_reduce():
         x = torch.randn(1, 3, 64, 64)
         with reduced(model, 2.0):
             assert model(downsample(x, 2.0)).shape == (1, 5)
+
+
+# --- the values a reduced layer computes ------------------------------------------------------
+
+
+def _hand_pooled_3x3(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 -> 2x2 by averaging each overlapping 2x2 window, times 9/4 (the sum is kept)."""
+    out = torch.empty(*weight.shape[:2], 2, 2, dtype=weight.dtype)
+    for i in range(2):
+        for j in range(2):
+            out[..., i, j] = weight[..., i : i + 2, j : j + 2].mean(dim=(-2, -1))
+    return out * 9 / 4
+
+
+def test_reduced_layers_compute_the_pooled_convolution_with_alternating_padding() -> None:
+    torch.manual_seed(0)
+    convs = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 3, padding=1))
+    x = torch.randn(1, 2, 8, 8)
+    with reduced(convs, 2.0):
+        out = convs(x)
+    first, second = convs
+    # Pooled to 2x2, a 'same' padding of 1 per side becomes 1 in total: the first layer pads
+    # after (right and bottom), the second before, so the half-pixel shifts cancel.
+    hidden = F.conv2d(F.pad(x, (0, 1, 0, 1)), _hand_pooled_3x3(first.weight), first.bias)
+    expected = F.conv2d(F.pad(hidden, (1, 0, 1, 0)), _hand_pooled_3x3(second.weight), second.bias)
+    torch.testing.assert_close(out, expected)
+
+
+def _centre_of_mass(image: torch.Tensor) -> tuple[float, float]:
+    weights = image.clamp_min(0)
+    rows = torch.arange(image.shape[-2], dtype=image.dtype)
+    cols = torch.arange(image.shape[-1], dtype=image.dtype)
+    total = weights.sum()
+    return float((weights.sum(-1) * rows).sum() / total), float(
+        (weights.sum(-2) * cols).sum() / total
+    )
+
+
+def test_a_centred_blob_stays_centred_through_a_stack_of_reduced_layers() -> None:
+    stack = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1, bias=False) for _ in range(6)])
+    for conv in stack:
+        nn.init.constant_(conv.weight, 1 / 9)
+    x = torch.zeros(1, 1, 16, 16)
+    x[..., 6:10, 6:10] = 1.0  # centred: its centre of mass is at (7.5, 7.5)
+    with torch.no_grad(), reduced(stack, 2.0):
+        out = stack(x)[0, 0]
+    row, col = _centre_of_mass(out)
+    assert abs(row - 7.5) < 0.1 and abs(col - 7.5) < 0.1  # one-sided padding would drift 3 px
