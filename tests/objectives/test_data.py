@@ -476,8 +476,9 @@ def test_subset_larger_than_data() -> None:
 
 def test_fashion_mnist_missing_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError, match=f"data directory {missing} not found"):
+    with pytest.raises(FileNotFoundError, match=f"{missing} does not exist") as info:
         load_data("fashion-mnist", device=CPU, root=str(missing))
+    assert "dataset-fashion-mnist" in str(info.value) and "make data" in str(info.value)
 
 
 def test_synthetic_is_cifar_sized_and_learnable_shapes() -> None:

@@ -330,15 +330,17 @@ def test_browser_shows_the_verdict_note_and_figure(tmp_path_factory, monkeypatch
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(wait)
-            page.goto(f"{base}/dashboard/studies/{summary['study_id']}")
-            note = page.get_by_text("dikd verdict: does a schedule beat training")
-            expect(note).to_be_visible(timeout=wait)
-            expect(page.get_by_text("Bonferroni", exact=False).first).to_be_visible(timeout=wait)
+            study_url = f"{base}/dashboard/studies/{summary['study_id']}"
+            page.goto(study_url)  # History: the built-in charts, then the figure dikd saved
             figure = page.locator("[id='user-defined-plot:dikd-verdict']")
             expect(figure).to_be_visible(timeout=wait)
             names = figure.evaluate("g => g.data.map(t => t.name)")
             assert any(n.startswith(f"trial {NULL_TRIAL}: ") for n in names), names
             assert "confirmation: plain model per seed (test)" in names
+            page.goto(f"{study_url}/note")  # the study's note: the verdict
+            note = page.get_by_text("dikd verdict: does a schedule beat training")
+            expect(note).to_be_visible(timeout=wait)
+            expect(page.get_by_text("Bonferroni", exact=False).first).to_be_visible(timeout=wait)
             page.screenshot(path=str(folder / "verdict.png"), full_page=True)
         finally:
             browser.close()

@@ -103,7 +103,8 @@ def test_report_is_self_contained_with_its_figures(report):
     states = [t.state for t in study.get_trials()]
     assert states.count(TrialState.COMPLETE) == 10 and states.count(TrialState.FAIL) == 1
     assert page.count("plotly.js v") == 1  # the library's banner: embedded once
-    assert page.count("Plotly.newPlot(") == 4
+    assert page.count("Plotly.newPlot(") == 5  # with the verdict's figure
+    assert "Not confirmed yet" in page  # and, without a confirmation, why there is no verdict
     assert '<script src="http' not in page and "cdn.plot.ly/plotly" not in page
     for text in TITLES + [BASELINE_LEGEND, "train_time_s", "val_accuracy", "cpu (stand-in)"]:
         assert text in page, text
@@ -151,7 +152,7 @@ def test_too_few_search_trials_gives_a_note_not_importances(folder):
     study, spec = make_study(folder, "few", run=3)
     page = build_report(study, spec)
     assert "Not computed: 1 completed search trial(s)" in page
-    assert page.count("Plotly.newPlot(") == 3
+    assert page.count("Plotly.newPlot(") == 4
 
 
 def test_hypervolume_2d():

@@ -234,19 +234,22 @@ def test_every_command_has_help(tmp_path):
 
 
 def test_trials_that_keep_failing_stop_the_run_with_exit_1(tmp_path):
+    # A learning rate that diverges: the spec is valid and the data there, every run fails.
     spec = {
         **TINY_SPEC,
         "storage": f"sqlite:///{tmp_path / 'x.db'}",
-        "train": {**TINY_SPEC["train"], "data_dir": str(tmp_path / "no-such-folder")},
+        "train": {**TINY_SPEC["train"], "lr": 1e12, "epochs": 1},
     }
     (tmp_path / "failing.yaml").write_text(yaml.safe_dump(spec))
     done = dikd_in_process("study", "run", "failing.yaml", cwd=tmp_path)
-    assert done.exit_code == 1
-    assert "3 trials of 'tiny' failed in a row" in done.stderr and "no-such-folder" in done.stderr
+    assert done.exit_code == 1, done.output
+    assert "3 trials of 'tiny' failed in a row" in done.stderr and "NonFiniteLoss" in done.stderr
     trials = optuna.load_study(study_name="tiny", storage=spec["storage"]).get_trials()
     assert [t.state.name for t in trials].count("FAIL") == 3
     assert all(
-        "no-such-folder" in t.user_attrs["fail_reason"] for t in trials if t.state.name == "FAIL"
+        "lower the learning rate" in t.user_attrs["fail_reason"]
+        for t in trials
+        if t.state.name == "FAIL"
     )
 
 
