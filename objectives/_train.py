@@ -87,6 +87,9 @@ class TrainConfig(BaseModel):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     num_workers: int = Field(2, ge=0)  # DataLoader workers, for data sets too big to hold
     eval_batch_size: int = Field(512, gt=0)
+    # Score the validation split after every epoch (the history, and early stopping, read it);
+    # false: after the last epoch only. Untimed either way, but 5,000 images an epoch add up.
+    eval_every_epoch: bool = True
 
     _known_model = field_validator("model")(classmethod(lambda cls, v: check_model_name(v)))
     _known_data = field_validator("data")(classmethod(lambda cls, v: check_dataset_name(v)))
@@ -508,9 +511,11 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         # Before the final epoch, re-estimated statistics are only so that this epoch's accuracy
         # means something (on_epoch may prune on it): training goes on with the ones it had.
         scored_recalibrated = recalibrate and not final
-        with _as_scored(stepper, data, config, epoch, scored_recalibrated):
-            batches = data.val_batches(config.eval_batch_size)
-            accuracy = evaluate(model, batches, stepper, device)
+        accuracy = None
+        if final or config.eval_every_epoch:
+            with _as_scored(stepper, data, config, epoch, scored_recalibrated):
+                batches = data.val_batches(config.eval_batch_size)
+                accuracy = evaluate(model, batches, stepper, device)
         history.append(EpochRecord(epoch, epoch_time, mean_loss, accuracy, epoch_reduced))
         result = _result(history, scales[:step], train_time, planned_steps, device, data.info)
         if on_epoch is not None and on_epoch(epoch, result) and epoch < config.epochs:

@@ -77,7 +77,8 @@ def train_command(config_path: str) -> None:
 
     def on_epoch(epoch, result):
         bar.update(1)
-        bar.set_postfix(acc=f"{result.val_accuracy:.4f}", time=f"{result.train_time_s:.1f}s")
+        accuracy = "-" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
+        bar.set_postfix(acc=accuracy, time=f"{result.train_time_s:.1f}s")
 
     try:
         result = train(config, on_epoch=on_epoch)

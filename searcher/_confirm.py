@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -212,7 +213,8 @@ class _Runner:
             base = plain_config(self.spec, run.fraction)
         else:
             base = self.configs[run.candidate]
-        return base.model_copy(update={"seed": run.seed, "test": True})
+        # Only the final model is scored: on the test split, and on validation for the record.
+        return base.model_copy(update={"seed": run.seed, "test": True, "eval_every_epoch": False})
 
     def _claim(self, run: Run, config: TrainConfig) -> optuna.Trial:
         attrs: dict[str, Any] = {
@@ -285,7 +287,7 @@ def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Tri
     """A RUNNING trial made directly in the storage: `study.ask()` would hand this process a
     queued search trial instead, and the sampler must not see confirmation runs."""
     template = FrozenTrial(
-        number=-1, state=TrialState.RUNNING, value=None, datetime_start=None,
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
         datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
         system_attrs={}, intermediate_values={}, trial_id=-1,
     )  # fmt: skip

@@ -134,7 +134,7 @@ def verdict_markdown(study: optuna.Study) -> str:
         "",
         "Margin: test accuracy above the plain model at the same cost (same seed). Effective: "
         "the cost the plain model needs for the candidate's accuracy / its cost. The figure "
-        "'dikd-verdict' below draws it.",
+        "'dikd-verdict' on the study's History page draws it.",
     ]
     return "\n".join(lines)
 

@@ -240,3 +240,11 @@ def test_val_size_scores_every_seed_on_the_same_images(monkeypatch):
     assert [d.info.train_size for d in loaded] == [600, 600]
     assert torch.equal(loaded[0].val_images, loaded[1].val_images)
     assert not torch.equal(loaded[0].train_images, loaded[1].train_images)
+
+
+def test_eval_every_epoch_false_scores_only_the_final_model_and_changes_nothing_else() -> None:
+    every = train(TrainConfig(**TINY_TRAIN))
+    last = train(TrainConfig(**TINY_TRAIN, eval_every_epoch=False))
+    assert [e.val_accuracy is None for e in last.history] == [True, False]
+    assert last.val_accuracy == every.val_accuracy
+    assert [e.loss for e in last.history] == [e.loss for e in every.history]
