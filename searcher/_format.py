@@ -150,7 +150,7 @@ def verdict_rows(verdicts: dict[int, dict[str, Any]], trials: dict[int, FrozenTr
         "seeds",
         "margin pp [95%]",
         "effective [95%]",
-        "time vs full",
+        "cost vs full",
         "acc vs full pp",
         "verdict",
     ]
