@@ -48,3 +48,26 @@ def make_confirmed_study(folder, max_seeds: int = 4) -> str:
     confirm = CliRunner().invoke(cli, [*args, "--max-seeds", str(max_seeds)])
     assert confirm.exit_code == 0, confirm.output
     return url
+
+
+def stand_in_result(config, cost: float, accuracy: float, reduced_fraction: float = 0.0):
+    """A TrainResult for a stand-in training of `config` (where training is not what a test
+    is about): `cost` seconds, `accuracy`, and ten steps an epoch."""
+    from objectives import EpochRecord, TrainResult
+
+    steps = 10 * config.epochs
+    reduced = round(reduced_fraction * steps)
+    return TrainResult(
+        train_time_s=cost,
+        val_accuracy=accuracy,
+        flops=1e9 * cost,
+        full_step_flops=1e8,
+        reduced_step_flops=2.5e7 if reduced else 0.0,
+        reduced_steps=reduced,
+        total_steps=steps,
+        planned_steps=steps,
+        stopped_early=False,
+        history=[EpochRecord(config.epochs, cost, 1.0, accuracy, reduced)],
+        device="cpu (stand-in)",
+        versions={},
+    )

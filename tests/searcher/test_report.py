@@ -12,9 +12,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny import stand_in_result
 
 from objectives import TrainConfig, TrainResult
-from objectives._train import EpochRecord
 from searcher import _study
 from searcher._report import build_report, hypervolume_2d, write_report
 from searcher._spec import StudySpec, parse_spec
@@ -53,21 +53,7 @@ def fake_train(config: TrainConfig, on_epoch=None) -> TrainResult:
     else:
         cost = config.epochs * (1 - 0.6 * f)
         accuracy = 0.8 - 0.25 * f**2 - (0.04 if s.scale == 4.0 else 0.0)
-    steps = 10 * config.epochs
-    return TrainResult(
-        train_time_s=cost,
-        val_accuracy=accuracy,
-        flops=1e9 * cost,
-        full_step_flops=1e8,
-        reduced_step_flops=2.5e7 if f else 0.0,
-        reduced_steps=round(f * steps),
-        total_steps=steps,
-        planned_steps=steps,
-        stopped_early=False,
-        history=[EpochRecord(config.epochs, cost, 1.0, accuracy, round(f * steps))],
-        device="cpu (stand-in)",
-        versions={},
-    )
+    return stand_in_result(config, cost, accuracy, f)
 
 
 def make_study(folder: Path, name: str, *, run: int | None, **changes) -> tuple:
