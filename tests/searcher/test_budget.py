@@ -51,3 +51,21 @@ def test_a_spent_time_budget_stops_the_study(tmp_path) -> None:
     study.set_user_attr(_study.CREATED_ATTR, study.user_attrs[_study.CREATED_ATTR] - 3601)
     assert not budget_left(study, spec)
     assert run_trials(study, spec) == 0
+
+
+def test_resume_refuses_a_changed_training_config_and_accepts_an_older_stored_form(
+    tmp_path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    spec = parse_spec({**SPEC, "storage": url})
+    study = create_or_resume(spec, url)
+    changed = parse_spec({**SPEC, "storage": url, "train": {**TINY_TRAIN, "lr": 0.05}})
+    with pytest.raises(_study.StudyMismatchError, match=r"train\.lr"):
+        create_or_resume(changed, url)
+    # A study stored before the training config had val_size, data_seed, test and
+    # eval_every_epoch resumes: the fields it lacks take their defaults.
+    older = spec.stored_form()
+    for key in ("val_size", "data_seed", "test", "eval_every_epoch"):
+        del older["train"][key]
+    study.set_user_attr(_study.SPEC_ATTR, older)
+    assert create_or_resume(spec, url).study_name == "budget"
