@@ -7,6 +7,7 @@ FAIL by the next worker that looks, and its parameters are queued once more (ret
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -275,6 +276,43 @@ def running_trials_with_heartbeat(study: optuna.Study) -> int:
         return int(query.scalar() or 0)
 
 
+def fail_trials_without_heartbeat(study: optuna.Study) -> list[int]:
+    """Fail (and queue again, as for a stale trial) every RUNNING trial that never sent a
+    heartbeat and started over a grace period ago: its worker died between creating it and its
+    first heartbeat, and Optuna's stale check, which reads heartbeats, never sees it. Returns
+    the numbers of the trials failed."""
+    from optuna.storages._rdb import models  # Optuna's schema; no public query exists
+
+    storage = rdb_storage(study)
+    if storage is None or storage.get_heartbeat_interval() is None:
+        return []
+    _, grace = heartbeat_settings()
+    deadline = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+    with storage.scoped_session() as session:
+        silent = [
+            row.trial_id
+            for row in session.query(models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(
+                ~sqlalchemy.exists().where(
+                    models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id
+                )
+            )
+        ]
+    failed = []
+    retry = RetryStaleTrial(max_retry=MAX_RETRY)
+    for trial_id in silent:
+        started = storage.get_trial(trial_id).datetime_start
+        if started is None or started.replace(tzinfo=None) > deadline:
+            continue
+        if storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            trial = storage.get_trial(trial_id)
+            retry(study, trial)
+            failed.append(trial.number)
+    return failed
+
+
 def _not_confirmation(models) -> sqlalchemy.ColumnElement[bool]:
     """SQL: the trial is not a confirmation run (those stand outside the search's budget)."""
     attr = models.TrialUserAttributeModel
@@ -356,6 +394,7 @@ __all__ = [
     "count_trials",
     "set_user_attrs",
     "error_reason",
+    "fail_trials_without_heartbeat",
     "heartbeat_interval",
     "heartbeat_settings",
     "mask_password",

@@ -23,6 +23,7 @@ from searcher._space import baseline_epochs, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
     count_trials,
+    fail_trials_without_heartbeat,
     heartbeat_interval,
     mask_password,
     open_storage,
@@ -277,6 +278,7 @@ def _wait_for_running(study: optuna.Study, spec: StudySpec) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+        fail_trials_without_heartbeat(study)
         if budget_left(study, spec):
             return True
         if running_trials_with_heartbeat(study) == 0:

@@ -69,3 +69,31 @@ def test_resume_refuses_a_changed_training_config_and_accepts_an_older_stored_fo
         del older["train"][key]
     study.set_user_attr(_study.SPEC_ATTR, older)
     assert create_or_resume(spec, url).study_name == "budget"
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(
+    tmp_path, monkeypatch
+) -> None:
+    from datetime import datetime, timedelta
+
+    from optuna.trial import FrozenTrial
+
+    monkeypatch.setenv("DIKD_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("DIKD_GRACE_PERIOD", "3")
+    url = f"sqlite:///{tmp_path / 'z.db'}"
+    spec = parse_spec({**SPEC, "storage": url})
+    study = create_or_resume(spec, url)
+    assert run_trials(study, spec, max_trials=2) == 2  # the baselines
+    # A zombie: RUNNING since a minute ago, no heartbeat ever, holding the last slot.
+    template = FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None,
+        datetime_start=datetime.now() - timedelta(minutes=1), datetime_complete=None,
+        params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+        trial_id=-1,
+    )  # fmt: skip
+    zombie = study._storage.create_new_trial(study._study_id, template_trial=template)
+    assert not budget_left(study, spec)
+    assert run_trials(study, spec) == 1  # the zombie is failed and its slot used
+    states = {t._trial_id: t.state for t in study.get_trials()}
+    assert states[zombie] == TrialState.FAIL
+    assert sum(s == TrialState.COMPLETE for s in states.values()) == spec.n_trials
