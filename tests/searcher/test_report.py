@@ -16,7 +16,8 @@ from tiny import stand_in_result
 
 from objectives import TrainConfig, TrainResult
 from searcher import _study
-from searcher._report import build_report, hypervolume_2d, write_report
+from searcher._figures import hypervolume_2d
+from searcher._report import build_report, write_report
 from searcher._spec import StudySpec, parse_spec
 
 SPEC = {

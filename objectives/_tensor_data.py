@@ -1,0 +1,249 @@
+"""Small data sets resident on the device: seeded splits, and batches cropped, flipped and
+normalised on the device in a few vectorised ops (airbench's recipe)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from objectives._data import (
+    _FIX,
+    DEFAULT_ROOT,
+    DataInfo,
+    LoadRequest,
+    Split,
+    TrainingData,
+    _check_batch_size,
+    _test_not_loaded,
+)
+from objectives._errors import ConfigError
+
+# --- small data sets, resident on the device -------------------------------------------------
+
+
+def split_indices(
+    n: int,
+    *,
+    subset: int | None,
+    val_fraction: float,
+    seed: int,
+    name: str,
+    val_size: int | None = None,
+    data_seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Seeded (train, val) indices into `n` images.
+
+    Without `val_size`: `subset` of them chosen by `seed`, then a `val_fraction` of those.
+    With it: `val_size` images chosen by `data_seed` alone (the same whatever `seed` and
+    `subset`), then `subset` of the others (all when None) chosen by `seed`.
+    """
+    if subset is not None and subset > n:
+        raise ConfigError(
+            f"subset {subset} is larger than the {n} training images of {name}: "
+            "lower subset or leave it unset"
+        )
+    if val_size is not None:
+        return _fixed_val_split(n, subset, val_size, seed, data_seed, name)
+    chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: subset or n]
+    n_val = int(len(chosen) * val_fraction + 0.5)
+    if val_fraction > 0:
+        n_val = max(n_val, 1)
+    if n_val >= len(chosen):
+        raise ConfigError(
+            f"val_fraction {val_fraction} of {len(chosen)} images leaves no training images "
+            f"for {name}: lower val_fraction or raise subset"
+        )
+    return chosen[n_val:], chosen[:n_val]
+
+
+def _fixed_val_split(
+    n: int, subset: int | None, val_size: int, seed: int, data_seed: int, name: str
+) -> tuple[Tensor, Tensor]:
+    if val_size >= n:
+        raise ConfigError(
+            f"val_size {val_size} leaves none of the {n} training images of {name} for "
+            "training: lower val_size"
+        )
+    if subset is not None and val_size + subset > n:
+        raise ConfigError(
+            f"val_size {val_size} plus subset {subset} is more than the {n} training images "
+            f"of {name}: lower val_size or subset"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(data_seed))
+    val, pool = order[:val_size], order[val_size:]
+    chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+    return pool[chosen[: subset or len(pool)]], val
+
+
+def crop_flip(x: Tensor, pad: int, shifts: Tensor, flips: Tensor | None) -> Tensor:
+    """Random crops of a zero-padded batch, mirrored where `flips`, in one gather.
+
+    `shifts` (B, 2) holds each sample's crop offset in [0, 2*pad] (rows, columns); shift (pad,
+    pad) and no flip returns the sample unchanged.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = shifts[:, 0:1] + torch.arange(h, device=x.device)  # (B, H)
+    cols = torch.arange(w, device=x.device).expand(b, w)
+    if flips is not None:
+        cols = torch.where(flips[:, None], w - 1 - cols, cols)
+    cols = cols + shifts[:, 1:2]  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class TensorData(TrainingData):
+    """The splits as uint8 tensors on the device; batches are index slices of a randperm."""
+
+    def __init__(
+        self,
+        info: DataInfo,
+        train: tuple[Tensor, Tensor],
+        val: tuple[Tensor, Tensor],
+        *,
+        augment: bool,
+        flip: bool,
+        test: Split | None = None,
+    ) -> None:
+        self.info = info
+        self.train_images, self.train_labels = train
+        self.val_images, self.val_labels = val
+        self.test_images, self.test_labels = test or (None, None)
+        self.device = self.train_images.device
+        self.augment = augment
+        self.flip = flip
+        # Pad 4 pixels for 32-pixel images, in proportion for other sizes.
+        self.pad = max(1, int(min(info.image_size) / 8 + 0.5))
+        mean, std = _channel_stats(self.train_images)
+        self.mean = mean
+        self.std = std
+        self._scale = (1.0 / std).view(1, -1, 1, 1)
+        self._shift = (-mean / std).view(1, -1, 1, 1)
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self._shift, x.float(), self._scale)
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        steps = self.steps_per_epoch(batch_size)
+        n = self.info.train_size
+        # All of the epoch's random draws up front, on the generator's device, then one copy.
+        gen_device = generator.device
+        order = torch.randperm(n, generator=generator, device=gen_device).to(self.device)
+        shifts = flips = None
+        if self.augment:
+            shifts = torch.randint(
+                0, 2 * self.pad + 1, (n, 2), generator=generator, device=gen_device
+            ).to(self.device)
+            if self.flip:
+                flips = torch.randint(0, 2, (n,), generator=generator, device=gen_device)
+                flips = flips.to(self.device, dtype=torch.bool)
+        for step in range(steps):
+            part = slice(step * batch_size, (step + 1) * batch_size)
+            index = order[part]
+            x = self.train_images[index]
+            if shifts is not None:
+                x = crop_flip(x, self.pad, shifts[part], None if flips is None else flips[part])
+            yield self._normalise(x), self.train_labels[index]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return self._in_order(self.val_images, self.val_labels, batch_size)
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.test_images is None:
+            raise _test_not_loaded(self.info.name)
+        return self._in_order(self.test_images, self.test_labels, batch_size)
+
+    def _in_order(
+        self, images: Tensor, labels: Tensor, batch_size: int
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        _check_batch_size(batch_size)
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            yield self._normalise(images[part]), labels[part]
+
+
+def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std (0-255 units) of a uint8 NCHW tensor, in chunks to spare memory."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64, device=images.device)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float64)
+        total += x.sum(dim=(0, 2, 3))
+        squares += (x * x).sum(dim=(0, 2, 3))
+    count = images.numel() // c
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-3, std, torch.ones_like(std))  # a constant channel stays as is
+    return mean.float(), std.float()
+
+
+def _resize(images: Tensor, size: int, chunk: int = 1024) -> Tensor:
+    """Bilinear, antialiased resize of a uint8 NCHW tensor to size x size, done once at load."""
+    if images.shape[-2:] == (size, size):
+        return images
+    parts = []
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].float()
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        parts.append(x.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(parts)
+
+
+def tensor_data(
+    request: LoadRequest,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    test: Split | None = None,
+) -> TensorData:
+    """Split uint8 NCHW `images` (on the CPU) and their labels into training and validation,
+    and move them and the `test` split (when loaded) to the device."""
+    train_index, val_index = split_indices(
+        len(images),
+        subset=request.subset,
+        val_fraction=request.val_fraction,
+        seed=request.seed,
+        name=request.name,
+        val_size=request.val_size,
+        data_seed=request.data_seed,
+    )
+    train_x, train_y = _on_device(request, images[train_index], labels[train_index])
+    val = _on_device(request, images[val_index], labels[val_index])
+    test = None if test is None else _on_device(request, *test)
+    info = DataInfo(
+        name=request.name,
+        num_classes=num_classes,
+        in_channels=train_x.shape[1],
+        image_size=(train_x.shape[2], train_x.shape[3]),
+        train_size=len(train_x),
+        val_size=len(val[0]),
+        test_size=0 if test is None else len(test[0]),
+    )
+    return TensorData(
+        info, (train_x, train_y), val, augment=request.augment, flip=request.flip, test=test
+    )
+
+
+def _on_device(request: LoadRequest, images: Tensor, labels: Tensor) -> Split:
+    """One split on the device, resized to `request.image_size` when that is set."""
+    x = images.to(request.device)
+    if request.image_size is not None:
+        x = _resize(x, request.image_size)
+    return x.contiguous(), labels.to(request.device, torch.int64)
+
+
+def _data_root(request: LoadRequest) -> Path:
+    return Path(os.path.expanduser(request.root or DEFAULT_ROOT))
+
+
+def _missing_root(root: Path) -> FileNotFoundError:
+    return FileNotFoundError(f"data directory {root} not found: {_FIX}")
