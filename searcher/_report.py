@@ -1,5 +1,5 @@
 """One self-contained HTML page of a study: its facts, figures (searcher/_figures.py), verdict,
-front table and failed trials.
+front table and failed trials."""
 
 from __future__ import annotations
 

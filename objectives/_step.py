@@ -1,0 +1,242 @@
+"""The step engine: one full or reduced step of the model, its warm-up and FLOP count, BatchNorm
+re-estimation after mostly reduced training, and scoring."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from objectives._config import TrainConfig, TrainResult
+from objectives._reduce import (
+    batch_norms,
+    downsample,
+    pooled_kernel_size,
+    reduced,
+    reduced_size,
+)
+
+
+class _Stepper:
+    """Runs one full or reduced forward pass of the model: the method's whole footprint."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device) -> None:
+        self.model = model
+        self.schedule = config.schedule
+        self.autocast = torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"
+        )
+        self.channels_last = config.channels_last
+        self.label_smoothing = config.label_smoothing
+        # Static shapes: one graph for the full step and one per reduced shape, each compiled
+        # once in the warm-up. (Dynamic shapes would merge them into one graph traced with
+        # either the full or the pooled convolutions.)
+        self.compile_mode = config.compile_mode if config.compile else None
+        self.cuda_graphs = self.compile_mode == "reduce-overhead"
+        self._compiled: dict[float, nn.Module] = {}  # one compiled model per step shape
+
+    def _model_for(self, scale: float) -> nn.Module:
+        if self.compile_mode is None:
+            return self.model
+        if scale not in self._compiled:
+            self._compiled[scale] = torch.compile(self.model, dynamic=False, mode=self.compile_mode)
+        return self._compiled[scale]
+
+    def loss(
+        self, x: torch.Tensor, y: torch.Tensor, scale: float, *, eager: bool = False
+    ) -> torch.Tensor:
+        model = self.model if eager else self._model_for(scale)
+        if self.cuda_graphs and not eager:
+            # A new step: the graphs' outputs of the last one may be overwritten now.
+            torch.compiler.cudagraph_mark_step_begin()
+        if scale > 1.0:
+            x = downsample(x, scale)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast:
+            if scale > 1.0:
+                with reduced(self.model, scale, self.schedule.kernel_pool, self.schedule.bn):
+                    out = model(x)
+            else:
+                out = model(x)
+            return F.cross_entropy(out.float(), y, label_smoothing=self.label_smoothing)
+
+
+def _equivalent_scales(
+    scales: list[float], model: nn.Module, image_size: tuple[int, int]
+) -> list[float]:
+    """Each scale replaced by the first one that computes exactly the same step (same input
+    size, same pooled kernel sizes). A progressive schedule's continuous scales then need one
+    warm-up and one FLOP count per distinct step, not per step."""
+    kernels = {m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)}
+    first: dict[tuple, float] = {}
+
+    def key(scale: float) -> tuple:
+        size = tuple(reduced_size(n, scale) for n in image_size)
+        return (size, tuple(sorted(pooled_kernel_size(k, scale) for k in kernels)))
+
+    out = []
+    for scale in scales:
+        if scale == 1.0:
+            out.append(1.0)
+            continue
+        k = key(scale)
+        if k[0] == tuple(image_size) and all(
+            pooled_kernel_size(kernel, scale) == kernel for kernel in kernels
+        ):
+            out.append(1.0)  # nothing is reduced at this scale: a full step
+            continue
+        out.append(first.setdefault(k, scale))
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: float) -> float:
+    """FLOPs of one training step's forward and backward, counted by torch's FLOP counter."""
+    model = stepper.model
+    was_training = model.training
+    model.eval()  # the same convolutions, and BatchNorm statistics stay untouched
+    counter = FlopCounterMode(display=False)
+    with counter:
+        stepper.loss(x, y, scale, eager=True).backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[float]) -> None:
+    """Run each step shape once before the clock starts; the model's state is restored."""
+    state = copy.deepcopy(stepper.model.state_dict())
+    # CUDA graphs are recorded on a shape's second call (the first one warms up). Gradients
+    # are dropped after each call, as in training: a .grad kept from an earlier call lives in
+    # the graphs' memory pool, which the next call overwrites.
+    for scale in scales:
+        for _ in range(2 if stepper.cuda_graphs else 1):
+            stepper.loss(x, y, scale).backward()
+            stepper.model.zero_grad(set_to_none=True)
+    stepper.model.load_state_dict(state)
+
+
+# BatchNorm running statistics come from full steps only (bn="freeze") or are mixed with
+# reduced ones (bn="update"). When under a fifth of the last 100 steps were full, they are
+# re-estimated before evaluation (a schedule reducing 99% of its steps scored 9.9%, chance).
+MIN_RECENT_FULL_FRACTION = 0.2
+RECALIBRATION_BATCHES = 10
+
+
+def _needs_bn_recalibration(scales: list[float]) -> bool:
+    recent = scales[-100:]
+    return sum(s == 1.0 for s in recent) < MIN_RECENT_FULL_FRACTION * len(recent)
+
+
+@torch.no_grad()
+def _recalibrate_bn(stepper: _Stepper, data, batch_size: int, seed: int) -> None:
+    """Re-estimate BatchNorm running statistics from a few full-resolution training batches
+    (forward only, cumulative average). Part of training, so inside the timed region."""
+    norms = batch_norms(stepper.model)
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the recalibration batches
+    batches = data.train_batches(batch_size, torch.Generator().manual_seed(seed))
+    for _, (x, _y) in zip(range(RECALIBRATION_BATCHES), batches):
+        if stepper.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with stepper.autocast:
+            stepper.model(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
+@contextlib.contextmanager
+def _bn_statistics_kept(model: nn.Module) -> Iterator[None]:
+    """Restore every BatchNorm layer's running statistics on exit."""
+    norms = batch_norms(model)
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+    try:
+        yield
+    finally:
+        for m, state in zip(norms, saved):
+            m.load_state_dict(state)
+
+
+def _step_with_lr_scale(optimizer: torch.optim.Optimizer, lr_scale: float) -> None:
+    """One optimiser step with every group's learning rate multiplied by `lr_scale`."""
+    for group in optimizer.param_groups:
+        group["lr"] *= lr_scale
+    optimizer.step()
+    for group in optimizer.param_groups:
+        group["lr"] /= lr_scale
+
+
+@contextlib.contextmanager
+def _as_scored(stepper: _Stepper, data, config: TrainConfig, epoch: int, recalibrate: bool):
+    """The model as its accuracy after `epoch` is scored: with `recalibrate`, BatchNorm
+    statistics re-estimated for the duration only (training goes on with the ones it had)."""
+    if not recalibrate:
+        yield
+        return
+    with _bn_statistics_kept(stepper.model):
+        _recalibrate_bn(stepper, data, config.batch_size, seed=config.seed + epoch)
+        yield
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    stepper: _Stepper,
+    device: torch.device,
+) -> float:
+    """Top-1 accuracy at full resolution on `batches` (a split's val_batches or test_batches)."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    for x, y in batches:
+        if stepper.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with stepper.autocast:
+            correct += (model(x).argmax(dim=1) == y).sum()
+        seen += y.numel()
+    model.train()
+    return correct.item() / max(seen, 1)
+
+
+def _count_flops(
+    result: TrainResult, stepper: _Stepper, sample, scales: list[float], recalibrations: int
+) -> None:
+    x, y = sample
+    counts: dict[float, int] = {}
+    for scale in scales:
+        counts[scale] = counts.get(scale, 0) + 1
+    per_scale = {scale: _step_flops(stepper, x, y, scale) for scale in counts}
+    result.flops = sum(per_scale[s] * n for s, n in counts.items())
+    result.full_step_flops = per_scale.get(1.0) or _step_flops(stepper, x, y, 1.0)
+    reduced_scales = [s for s in per_scale if s > 1.0]
+    if reduced_scales:
+        result.reduced_step_flops = per_scale[max(reduced_scales)]
+    if recalibrations:
+        result.flops += recalibrations * RECALIBRATION_BATCHES * _forward_flops(stepper, x)
+
+
+@torch.no_grad()
+def _forward_flops(stepper: _Stepper, x: torch.Tensor) -> float:
+    model = stepper.model
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, stepper.autocast:
+        model(x)
+    model.train(was_training)
+    return float(counter.get_total_flops())
