@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,11 +19,12 @@ from objectives import (
     load_train_config,
     train,
 )
-from searcher._analysis import PickError, pareto_front
+from searcher._analysis import PickError
+from searcher._local_workers import _Progress, _run_local_workers
 from searcher._record import CONFIRM_SETTINGS_ATTR
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV, load_spec
 from searcher._storage import mask_password, open_storage
-from searcher._study import TrialsKeepFailingError, default_worker_id
+from searcher._study import TrialsKeepFailingError
 
 QUICKSTART_SPEC = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
 QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 15 minutes on 2 cores
@@ -113,114 +110,6 @@ def datasets_command() -> None:
 @cli.group("study")
 def study_group() -> None:
     """Run, list and show studies."""
-
-
-class _Progress:
-    """Progress bars: trials of the study (with the front's size) and epochs of the trial."""
-
-    def __init__(self, study: optuna.Study, total: int | None) -> None:
-        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        self.study = study
-        self.trials = tqdm(
-            total=total, initial=done, desc="trials", unit="trial", position=0, disable=None
-        )
-        self.epochs: tqdm | None = None
-
-    def on_epoch(self, epoch: int, total: int) -> None:
-        if self.epochs is None or epoch == 1:
-            if self.epochs is not None:
-                self.epochs.close()
-            self.epochs = tqdm(
-                total=total, desc="  epochs", unit="ep", position=1, leave=False, disable=None
-            )
-        self.epochs.update(1)
-
-    def on_trial(self, _outcome) -> None:
-        if self.epochs is not None:
-            self.epochs.close()
-            self.epochs = None
-        self.refresh()
-
-    def refresh(self) -> None:
-        trials = self.study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        self.trials.n = len(done)
-        self.trials.set_postfix(
-            front=len(pareto_front(done)),
-            failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
-        )
-
-    def close(self) -> None:
-        if self.epochs is not None:
-            self.epochs.close()
-        self.trials.close()
-
-
-def _worker_env(storage: str, gpu: str | None, workers: int) -> dict[str, str]:
-    # The URL travels in the environment, never on a command line others can read.
-    env = {**os.environ, STORAGE_ENV: storage}
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    # K workers sharing the cores each get their share of threads: oversubscribed threads
-    # would make every trial's time depend on what the other workers happen to run.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-    return env
-
-
-def _run_local_workers(name, storage, count, gpus, n_trials, progress: _Progress) -> int:
-    gpu_list = gpus.split(",") if gpus else [None] * count
-    procs = []
-    for index, gpu in enumerate(gpu_list):
-        cmd = [
-            sys.executable,
-            "-m",
-            "searcher",
-            "worker",
-            name,
-            "--quiet",
-            "--worker-id",
-            f"{default_worker_id()}-{index}",
-        ]
-        if n_trials is not None:
-            share = n_trials // len(gpu_list) + (index < n_trials % len(gpu_list))
-            if share == 0:
-                continue  # fewer trials asked for than workers
-            cmd += ["--n-trials", str(share)]
-        # A session of their own: Ctrl-C reaches this process only, which stops each worker once
-        # (a second signal would make a worker quit at once, leaving its trial RUNNING).
-        procs.append(
-            subprocess.Popen(
-                cmd, env=_worker_env(storage, gpu, len(gpu_list)), start_new_session=True
-            )
-        )
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        while any(p.poll() is None for p in procs):
-            with contextlib.suppress(Exception):  # a storage hiccup only skips a refresh
-                progress.refresh()
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        _stop_workers(procs)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    progress.refresh()
-    return max(p.returncode for p in procs)
-
-
-def _stop_workers(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM each worker once (it fails its running trial and exits); a second Ctrl-C kills."""
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    try:
-        for p in procs:
-            p.wait()
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        raise
 
 
 @study_group.command("run")
