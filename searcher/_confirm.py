@@ -150,7 +150,7 @@ def _fractions(
     return tuple(sorted(chosen))
 
 
-def _completed_runs(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
+def completed_runs(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
     """The first completed trial of each run key."""
     out: dict[str, FrozenTrial] = {}
     for t in sorted(trials, key=lambda t: t.number):
@@ -181,7 +181,7 @@ def seed_results(candidate: Candidate, done: dict[str, FrozenTrial]) -> list[See
 def summaries(
     candidates: list[Candidate], trials: list[FrozenTrial], settings: Settings
 ) -> dict[int, Summary | None]:
-    done = _completed_runs(trials)
+    done = completed_runs(trials)
     out: dict[int, Summary | None] = {}
     for c in candidates:
         results = seed_results(c, done)
@@ -339,7 +339,7 @@ def _next_seed(
 ) -> tuple[list[Run] | None, bool]:
     """The missing runs of the first seed that needs work and that no live process is on, and
     whether any seed is left to others."""
-    done = _completed_runs(trials)
+    done = completed_runs(trials)
     busy = {t.user_attrs.get("seed") for t in trials
             if is_confirm(t) and t.state == TrialState.RUNNING}  # fmt: skip
     wanted = {c.number: _seeds_wanted(sums[c.number], settings) for c in candidates}

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from searcher._analysis import baselines, pareto_front
+from searcher._confirm import completed_runs
 from searcher._format import describe_schedule, verdict_rows
 from searcher._record import (
     BUDGET_FRACTION,
@@ -101,14 +102,10 @@ def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
 
 def _plain_runs_by_seed(trials: list[FrozenTrial]) -> dict[int, list[tuple[float, float]]]:
     """(cost, test accuracy) of the confirmation's plain-model runs, by seed (first of each)."""
-    seen: set[str] = set()
     out: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for t in sorted(trials, key=lambda t: t.number):
-        key = t.user_attrs.get(CONFIRM_RUN)
-        if not is_confirm(t) or t.user_attrs.get(CANDIDATE) is not None or key in seen:
-            continue
-        seen.add(key)
-        out[t.user_attrs["seed"]].append((t.values[0], t.user_attrs[TEST_ACCURACY]))
+    for t in completed_runs(trials).values():
+        if t.user_attrs.get(CANDIDATE) is None:
+            out[t.user_attrs["seed"]].append((t.values[0], t.user_attrs[TEST_ACCURACY]))
     return out
 
 
