@@ -25,6 +25,7 @@ $(FMNIST):
 data: $(FMNIST)
 
 system-test-deps: data
+	@test -d /usr/share/openclipart/png || ($(APT) update -qq && $(APT) install -y -qq openclipart-png)
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
 		($(APT) update -qq && $(APT) install -y -qq postgresql)
 	@test -x /usr/bin/chromium || ($(APT) update -qq && $(APT) install -y -qq chromium)

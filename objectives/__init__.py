@@ -4,7 +4,7 @@ Public API: `downsample` and `reduced` (the method), `Schedule` (which steps are
 `TrainConfig`, `train` and `TrainResult` (one real training run).
 """
 
-from objectives._data import list_datasets, load_data
+from objectives._data import describe_dataset, list_datasets, load_data
 from objectives._errors import ConfigError, NonFiniteLossError
 from objectives._models import build_model, list_models
 from objectives._reduce import downsample, pool_kernel, pooled_kernel_size, reduced
@@ -29,6 +29,7 @@ __all__ = [
     "TrainResult",
     "build_model",
     "check_data",
+    "describe_dataset",
     "downsample",
     "list_datasets",
     "list_models",

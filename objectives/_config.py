@@ -25,7 +25,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = "resnet20"  # resnet20/32/56 or a torchvision classification model
-    data: str = "fashion-mnist"  # fashion-mnist, cifar10, cifar100 or imagefolder:<path>
+    data: str = (
+        "fashion-mnist"  # see `dikd datasets`, e.g. cifar10, openclipart, imagefolder:<path>
+    )
     data_dir: str | None = None  # where the data set lies; None: its default place
     download: bool = False  # allow torchvision to download the data set
     subset: int | None = Field(None, gt=0)  # training images used (seeded choice); None: all
@@ -62,7 +64,10 @@ class TrainConfig(BaseModel):
     # torch.compile's mode; "reduce-overhead" replays each step as a CUDA graph, which is what
     # small models on a fast GPU need: their eager steps are bound by kernel launches.
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
-    num_workers: int = Field(2, ge=0)  # DataLoader workers, for data sets too big to hold
+    num_workers: int = Field(2, ge=0)  # threads decoding image files into the image cache
+    # An image file that cannot be decoded: false, a one-line error naming it; true, the
+    # file is left out and counted in a warning.
+    skip_bad_images: bool = False
     eval_batch_size: int = Field(512, gt=0)
     # Score the validation split after every epoch (the history, and early stopping, read it);
     # false: after the last epoch only. Untimed either way, but 5,000 images an epoch add up.

@@ -109,11 +109,12 @@ class LoadRequest:
     image_size: int | None
     augment: bool
     seed: int
-    num_workers: int
+    num_workers: int  # threads decoding image files into the image cache
     flip: bool  # horizontal flips suit this data set (a registry flag)
     val_size: int | None = None  # fixed validation images chosen by data_seed; None: val_fraction
     data_seed: int = 0  # chooses the validation images when val_size is set
     test: bool = False  # load the test split too
+    skip_bad_images: bool = False  # image files that cannot be decoded: skipped, else an error
 
 
 Loader = Callable[[LoadRequest], TrainingData]
@@ -124,23 +125,28 @@ class _Entry:
     name: str
     loader: Loader
     flip: bool
+    describe: Callable[[], str] | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_dataset(name: str, *, flip: bool = True) -> Callable[[Loader], Loader]:
+def register_dataset(
+    name: str, *, flip: bool = True, describe: Callable[[], str] | None = None
+) -> Callable[[Loader], Loader]:
     """Decorator: register `loader(request) -> TrainingData` under `name`.
 
     A name like "imagefolder:<path>" takes an argument: "imagefolder:/data/x" reaches the loader
     with `request.arg == "/data/x"`. `flip` says whether random horizontal flips suit the images.
+    `describe()`, when given, says what is installed (classes and their counts) for `dikd
+    datasets`; it raises FileNotFoundError, saying how to get it, when the data set is missing.
     """
     key = name.partition(":")[0]
 
     def decorator(loader: Loader) -> Loader:
         if key in _REGISTRY:
             raise ValueError(f"data set {key!r} is already registered")
-        _REGISTRY[key] = _Entry(name, loader, flip)
+        _REGISTRY[key] = _Entry(name, loader, flip, describe)
         return loader
 
     return decorator
@@ -149,6 +155,13 @@ def register_dataset(name: str, *, flip: bool = True) -> Callable[[Loader], Load
 def list_datasets() -> list[str]:
     """Registered data set names, e.g. ["fashion-mnist", ..., "imagefolder:<path>"]."""
     return [entry.name for entry in _REGISTRY.values()]
+
+
+def describe_dataset(name: str) -> str | None:
+    """What the registered data set `name` holds here (None when its loader says nothing);
+    a missing data set is a FileNotFoundError saying how to get it."""
+    entry, _ = _lookup(name)
+    return entry.describe() if entry.describe is not None else None
 
 
 def _lookup(name: str) -> tuple[_Entry, str | None]:
@@ -186,6 +199,7 @@ def load_data(
     val_size: int | None = None,
     data_seed: int = 0,
     test: bool = False,
+    skip_bad_images: bool = False,
 ) -> TrainingData:
     """Load data set `name` with its validation split; batches come out on `device`.
 
@@ -194,6 +208,9 @@ def load_data(
     that many validation images are chosen first from the whole training file by `data_seed`
     alone, then `subset` training images from the rest by `seed`; `val_fraction` is ignored.
     `test` loads the test split too. `image_size` resizes every split to that many pixels a side.
+    Image files are decoded once per machine into the image cache (`_image_cache.py`), by
+    `num_workers` threads; one that cannot be decoded is an error, or with `skip_bad_images`
+    is left out and counted in a warning.
     """
     entry, arg = _lookup(name)
     if subset is not None and subset < 1:
@@ -222,6 +239,7 @@ def load_data(
         val_size=val_size,
         data_seed=data_seed,
         test=test,
+        skip_bad_images=skip_bad_images,
     )
     data = entry.loader(request)
     if test and data.info.test_size == 0:  # fail before training, not after it
@@ -231,6 +249,6 @@ def load_data(
 
 # The data sets register themselves when their modules load, in the order `list_datasets` shows;
 # these are the names others use.
-from objectives import _files, _folders  # noqa: E402, F401
+from objectives import _files, _folders, _openclipart  # noqa: E402, F401
 from objectives._files import SYNTHETIC_SIZE, SYNTHETIC_TEST_SIZE  # noqa: E402, F401
 from objectives._tensor_data import TensorData, crop_flip, split_indices, tensor_data  # noqa: E402, F401

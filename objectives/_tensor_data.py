@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -110,12 +111,16 @@ class TensorData(TrainingData):
         augment: bool,
         flip: bool,
         test: Split | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.info = info
         self.train_images, self.train_labels = train
         self.val_images, self.val_labels = val
         self.test_images, self.test_labels = test or (None, None)
-        self.device = self.train_images.device
+        self.device = device or self.train_images.device
+        # Splits too big for the device stay in host memory: each batch is gathered there,
+        # pinned and copied while the previous step runs, then augmented on the device.
+        self.streamed = self.train_images.device != self.device
         self.augment = augment
         self.flip = flip
         # Pad 4 pixels for 32-pixel images, in proportion for other sizes.
@@ -123,8 +128,8 @@ class TensorData(TrainingData):
         mean, std = _channel_stats(self.train_images)
         self.mean = mean
         self.std = std
-        self._scale = (1.0 / std).view(1, -1, 1, 1)
-        self._shift = (-mean / std).view(1, -1, 1, 1)
+        self._scale = (1.0 / std).view(1, -1, 1, 1).to(self.device)
+        self._shift = (-mean / std).view(1, -1, 1, 1).to(self.device)
 
     def _normalise(self, x: Tensor) -> Tensor:
         return torch.addcmul(self._shift, x.float(), self._scale)
@@ -136,7 +141,8 @@ class TensorData(TrainingData):
         n = self.info.train_size
         # All of the epoch's random draws up front, on the generator's device, then one copy.
         gen_device = generator.device
-        order = torch.randperm(n, generator=generator, device=gen_device).to(self.device)
+        order = torch.randperm(n, generator=generator, device=gen_device)
+        order = order.to(self.train_images.device)
         shifts = flips = None
         if self.augment:
             shifts = torch.randint(
@@ -145,13 +151,36 @@ class TensorData(TrainingData):
             if self.flip:
                 flips = torch.randint(0, 2, (n,), generator=generator, device=gen_device)
                 flips = flips.to(self.device, dtype=torch.bool)
-        for step in range(steps):
-            part = slice(step * batch_size, (step + 1) * batch_size)
-            index = order[part]
-            x = self.train_images[index]
+        parts = [slice(step * batch_size, (step + 1) * batch_size) for step in range(steps)]
+        gathered = self._gathered(
+            (self.train_images, self.train_labels), (order[part] for part in parts)
+        )
+        for part, (x, y) in zip(parts, gathered):
             if shifts is not None:
                 x = crop_flip(x, self.pad, shifts[part], None if flips is None else flips[part])
-            yield self._normalise(x), self.train_labels[index]
+            yield self._normalise(x), y
+
+    def _gathered(self, split: Split, indices: Iterator) -> Iterator[Split]:
+        """The split's rows at each of `indices` (a tensor or a slice), on the device."""
+        images, labels = split
+        if not self.streamed:
+            for index in indices:
+                yield images[index], labels[index]
+            return
+        # The next batch is gathered and pinned in a thread while the caller's step runs.
+        with ThreadPoolExecutor(1) as pool:
+            pending = None
+            for index in indices:
+                following = pool.submit(_pinned_rows, images, labels, index)
+                if pending is not None:
+                    yield self._copied(pending.result())
+                pending = following
+            if pending is not None:
+                yield self._copied(pending.result())
+
+    def _copied(self, batch: Split) -> Split:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         return self._in_order(self.val_images, self.val_labels, batch_size)
@@ -165,9 +194,13 @@ class TensorData(TrainingData):
         self, images: Tensor, labels: Tensor, batch_size: int
     ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_size(batch_size)
-        for start in range(0, len(images), batch_size):
-            part = slice(start, start + batch_size)
-            yield self._normalise(images[part]), labels[part]
+        parts = (slice(start, start + batch_size) for start in range(0, len(images), batch_size))
+        for x, y in self._gathered((images, labels), parts):
+            yield self._normalise(x), y
+
+
+def _pinned_rows(images: Tensor, labels: Tensor, index) -> Split:
+    return images[index].pin_memory(), labels[index].pin_memory()
 
 
 def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
@@ -216,29 +249,57 @@ def tensor_data(
         val_size=request.val_size,
         data_seed=request.data_seed,
     )
-    train_x, train_y = _on_device(request, images[train_index], labels[train_index])
-    val = _on_device(request, images[val_index], labels[val_index])
-    test = None if test is None else _on_device(request, *test)
+    train = images[train_index], labels[train_index]
+    return split_tensor_data(
+        request, train, (images[val_index], labels[val_index]), test, num_classes
+    )
+
+
+def split_tensor_data(
+    request: LoadRequest, train: Split, val: Split, test: Split | None, num_classes: int
+) -> TensorData:
+    """Splits already chosen (uint8 NCHW on the CPU), resized to `request.image_size` when set,
+    on the device when they fit in half of its free memory, else streamed from host memory."""
+    splits = [train, val] + ([test] if test is not None else [])
+    size = request.image_size
+    pixels = sum(len(x) for x, _ in splits) * train[0].shape[1] * (size or 1) ** 2
+    nbytes = pixels if size else sum(x.numel() for x, _ in splits)
+    held = request.device if _fits(nbytes, request.device) else torch.device("cpu")
+    moved = [_placed(x, y, held, size) for x, y in splits]
+    train_x = moved[0][0]
     info = DataInfo(
         name=request.name,
         num_classes=num_classes,
         in_channels=train_x.shape[1],
         image_size=(train_x.shape[2], train_x.shape[3]),
         train_size=len(train_x),
-        val_size=len(val[0]),
-        test_size=0 if test is None else len(test[0]),
+        val_size=len(moved[1][0]),
+        test_size=0 if test is None else len(moved[2][0]),
     )
     return TensorData(
-        info, (train_x, train_y), val, augment=request.augment, flip=request.flip, test=test
+        info,
+        moved[0],
+        moved[1],
+        augment=request.augment,
+        flip=request.flip,
+        test=moved[2] if test is not None else None,
+        device=request.device,
     )
 
 
-def _on_device(request: LoadRequest, images: Tensor, labels: Tensor) -> Split:
-    """One split on the device, resized to `request.image_size` when that is set."""
-    x = images.to(request.device)
-    if request.image_size is not None:
-        x = _resize(x, request.image_size)
-    return x.contiguous(), labels.to(request.device, torch.int64)
+def _fits(nbytes: int, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True  # the CPU's memory is where the images are already
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= free // 2  # the other half for the model, its activations and graphs
+
+
+def _placed(images: Tensor, labels: Tensor, device: torch.device, size: int | None) -> Split:
+    """One split on `device`, resized to `size` when that is set."""
+    x = images.to(device)
+    if size is not None:
+        x = _resize(x, size)
+    return x.contiguous(), labels.to(device, torch.int64)
 
 
 def _data_root(request: LoadRequest) -> Path:

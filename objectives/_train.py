@@ -113,6 +113,7 @@ def _load_data(config: TrainConfig, device: torch.device, **changes: Any):
         val_size=config.val_size,
         data_seed=config.data_seed,
         test=config.test,
+        skip_bad_images=config.skip_bad_images,
     )
     return load_data(config.data, **{**arguments, **changes})
 
@@ -120,9 +121,10 @@ def _load_data(config: TrainConfig, device: torch.device, **changes: Any):
 def check_data(config: TrainConfig) -> None:
     """Pre-flight: the data set is there and fits the config (splits, batch size), or a
     one-line ConfigError saying how to get it, before any training starts. Loads it on the
-    CPU at its own size (a process's later loads of the MNIST-family files are cached)."""
+    CPU (a process's later loads of the MNIST-family files are cached; image files are decoded
+    here into the machine's image cache, once for all trials)."""
     try:
-        data = _load_data(config, torch.device("cpu"), image_size=None)
+        data = _load_data(config, torch.device("cpu"))
         data.steps_per_epoch(config.batch_size)
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from objectives import (
     ConfigError,
     check_data,
+    describe_dataset,
     list_datasets,
     list_models,
     load_train_config,
@@ -103,8 +104,13 @@ def models_command() -> None:
 
 @cli.command("datasets")
 def datasets_command() -> None:
-    """List the data set names `train.data` accepts."""
-    click.echo("\n".join(list_datasets()))
+    """List the data set names `train.data` accepts, with what is installed of each."""
+    for name in list_datasets():
+        try:
+            held = describe_dataset(name)
+        except FileNotFoundError as e:
+            held = f"not installed: {e}"
+        click.echo(name if held is None else f"{name}: {held}")
 
 
 @cli.group("study")
