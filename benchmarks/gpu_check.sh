@@ -5,7 +5,10 @@
 #   2. a 4-trial study on CIFAR-size synthetic data (the real trial path: data on the GPU, bf16,
 #      channels_last, warm-up, SQLite storage)
 #   3. the CUDA tests (tests/objectives/test_cuda.py: no host sync per step, memory, learning)
-#   4. compile: true on a whole run (graphs built, recompilations in the steps) and compiled steps
+#   4. compile: true, reused across a worker's trials: trials per hour eager against compiled
+#      and reused (graphs built per trial, recompilations), and compiled steps
+#   5. loader wait: the share of full and reduced steps at 128 px spent waiting for data, from
+#      device memory and streamed from pinned host memory
 # The GPU machines have torch but no registry access: `make gpu-wheels` downloads the missing
 # wheels into benchmarks/wheels beforehand (carry that folder); they are installed into /tmp/site.
 # Each part has its own time limit, so one that fails or hangs does not cost the others.
@@ -23,9 +26,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -n "${GPU_CHECK_QUICK:-}" ]; then  # miniature sizes for a dry run
   r20="--batch 32 --rounds 1 --steps 2"; r50="--batch 2 --size 64 --rounds 1 --steps 1"
   study="subset: 600, image_size: 16, epochs: 2, batch_size: 64"; cc="--batch 64 --subset 600 --epochs 2 --size 16"
+  lw="--size 32 --batch 16 --steps 3"
 else
   r20="--batch 512 --rounds 5 --steps 20"; r50="--batch 128 --size 224 --rounds 3 --steps 10"
   study="subset: 20000, epochs: 4, batch_size: 512"; cc="--batch 512 --subset 20000 --epochs 3"
+  lw="--size 128 --batch 256 --steps 30"
 fi
 budget=${GPU_CHECK_BUDGET:-540}  # seconds for all parts; what is left over is skipped
 part() {  # part NAME SECONDS COMMAND...: run, keep its output, note a failure
@@ -52,6 +57,8 @@ n_trials: 4
 SPEC
 part study 120 python3 -m searcher study run "$out/gpu-study.yaml"
 part compile_check 150 python3 benchmarks/compile_check.py --device "$device" $cc --mode reduce-overhead
+part loader_wait 60 python3 benchmarks/loader_wait.py --data synthetic --model resnet18 $lw \
+  --device "$device"
 part step_resnet20_compiled 120 python3 benchmarks/step_speed.py --model resnet20 $r20 --size 32 \
   --device "$device" --compile --compile-mode reduce-overhead --variants "full,input-only x2,pooled x2"
 rm -f "$out/gpu-check.db"
@@ -60,7 +67,7 @@ echo "================ GPU check: $(tr '\n' ' ' < "$out/env.txt") ==============
 tail -n 3 "$out/cuda_tests.txt"; echo
 for name in step_resnet20 step_resnet50; do grep -v '^[VWI][0-9]' "$out/$name.txt"; echo; done
 sed -n '/baseline budget curve/,$p' "$out/study.txt"; grep FAILED "$out/study.txt"; echo
-for name in compile_check step_resnet20_compiled; do
+for name in compile_check loader_wait step_resnet20_compiled; do
   grep -q SKIPPED "$out/$name.txt" && echo "$name: skipped, time budget spent"
   grep -v '^[VWI][0-9]\|^  recompile:.*\[__' "$out/$name.txt" | grep -v '^\s*-\|triggered by'; echo
 done

@@ -134,7 +134,8 @@ def _openclipart(request: LoadRequest) -> TrainingData:
     files = [file for members in classes.values() for file in members]
     labels = [label for label, members in enumerate(classes.values()) for _ in members]
     size = request.image_size or OPENCLIPART_SIZE
-    # The package is fixed: its drawings over MAX_PIXELS (16 of them) are always left out.
+    # The package is fixed: its drawings over MAX_PIXELS (15 in these classes) are always
+    # left out.
     request = dataclasses.replace(request, skip_bad_images=True)
     images, label_tensor, _ = decoded_split(files, labels, request, size, "pad", "drawings")
     train, val, test = stratified_split(label_tensor.numpy(), request)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from objectives._config import TrainConfig, TrainResult
+from objectives._models import build_model
 from objectives._reduce import (
     batch_norms,
     downsample,
@@ -27,6 +28,7 @@ class _Stepper:
 
     def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device) -> None:
         self.model = model
+        self.reused = False  # whether the compiled steps come from an earlier run
         self.schedule = config.schedule
         self.autocast = torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"
@@ -65,6 +67,44 @@ class _Stepper:
             else:
                 out = model(x)
             return F.cross_entropy(out.float(), y, label_smoothing=self.label_smoothing)
+
+
+# The compiled stepper of this process's last compiled run, by everything its graphs depend
+# on. A worker runs many trials of one model on one data set: the next trial with the same key
+# re-initialises the same model object in place and reuses the graphs (CUDA graphs included,
+# as the parameters keep their memory), so compilation is paid once per worker, not per trial.
+_kept: tuple[tuple, _Stepper] | None = None
+
+
+def prepared_stepper(
+    config: TrainConfig, num_classes: int, in_channels: int, device: torch.device
+) -> _Stepper:
+    """A stepper with a new model (drawn from torch's global generator, which `train` seeds);
+    with `compile`, the process's compiled one when it fits this config, its parameters and
+    buffers set in place to the new model's."""
+    global _kept
+    model = build_model(config.model, num_classes=num_classes, in_channels=in_channels)
+    model = model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if not config.compile:
+        return _Stepper(model, config, device)
+    key = (
+        config.model, num_classes, in_channels, str(device), config.channels_last,
+        config.bf16, config.compile_mode, config.label_smoothing,
+        config.schedule.kernel_pool, config.schedule.bn,
+    )  # fmt: skip
+    if _kept is not None and _kept[0] == key:
+        stepper = _kept[1]
+        with torch.no_grad():  # in place: the graphs hold these very tensors
+            stepper.model.load_state_dict(model.state_dict())
+        stepper.schedule = config.schedule
+        stepper.reused = True
+        return stepper
+    _kept = None  # the old graphs and their memory go before the new ones are made
+    stepper = _Stepper(model, config, device)
+    _kept = (key, stepper)
+    return stepper
 
 
 def _equivalent_scales(

@@ -22,7 +22,6 @@ from objectives._errors import (
     ConfigError,
     NonFiniteLossError,
 )
-from objectives._models import build_model
 from objectives._step import (
     _as_scored,
     _count_flops,
@@ -30,10 +29,10 @@ from objectives._step import (
     _needs_bn_recalibration,
     _recalibrate_bn,
     _step_with_lr_scale,
-    _Stepper,
     _sync,
     _warm_up,
     evaluate,
+    prepared_stepper,
 )
 
 # What others import from here: the public API (objectives/__init__.py) and, for the
@@ -144,12 +143,8 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
     data = _load_data(config, device)
-    model = build_model(
-        config.model, num_classes=data.info.num_classes, in_channels=data.info.in_channels
-    ).to(device)
-    stepper = _Stepper(model, config, device)
-    if stepper.channels_last:
-        model.to(memory_format=torch.channels_last)
+    stepper = prepared_stepper(config, data.info.num_classes, data.info.in_channels, device)
+    model = stepper.model
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,

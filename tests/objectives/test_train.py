@@ -15,10 +15,13 @@ from objectives import (
     NonFiniteLossError,
     Schedule,
     TrainConfig,
+    build_model,
     load_data,
     load_train_config,
     train,
 )
+
+CPU = torch.device("cpu")
 
 SMALL = {"subset": 1500, "image_size": 16, "epochs": 3, "batch_size": 64, "lr": 0.05}
 
@@ -175,20 +178,40 @@ def test_bn_recalibration_rule():
     assert _needs_bn_recalibration([2.0] * 5)
 
 
-def test_compile_builds_the_full_and_the_reduced_step_once_each():
+def test_a_process_compiles_each_step_shape_once_across_trials():
+    """A worker's trials reuse the compiled steps: three trials, two graphs (full and
+    reduced), each built in the first trial's warm-up, before its clock."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
+    from objectives import _step
+
     torch._dynamo.reset()
     counters.clear()
+    _step._kept = None
     schedule = Schedule("deterministic", 0.5, 2.0)
     config = TrainConfig(**{**SMALL, "epochs": 2, "subset": 700}, schedule=schedule, compile=True)
-    result = train(config)
-    # Both graphs are compiled in the warm-up, before the clock; the 20 steps add none.
+    results = [train(config.model_copy(update={"seed": seed})) for seed in (0, 1, 2)]
     assert counters["stats"]["unique_graphs"] == 2
-    assert result.reduced_steps == result.total_steps // 2
-    eager = train(config.model_copy(update={"compile": False}))
-    assert abs(result.history[0].loss - eager.history[0].loss) < 0.05
+    assert all(r.reduced_steps == r.total_steps // 2 for r in results)
+    kept = _step._kept[1]
+    assert kept.reused
+    # The reused model starts each trial as a new model would: the same parameters and
+    # BatchNorm statistics, in the same tensors the graphs hold.
+    pointers = [t.data_ptr() for t in kept.model.state_dict().values()]
+    torch.manual_seed(5)
+    again = _step.prepared_stepper(config.model_copy(update={"seed": 5}), 10, 1, CPU)
+    assert again is kept and pointers == [t.data_ptr() for t in kept.model.state_dict().values()]
+    torch.manual_seed(5)
+    new = build_model(config.model, num_classes=10, in_channels=1)
+    for (name, value), expected in zip(kept.model.state_dict().items(), new.state_dict().values()):
+        assert torch.equal(value, expected), name
+    # ... so the third trial trains as its eager twin does.
+    eager = train(config.model_copy(update={"compile": False, "seed": 2}))
+    assert abs(results[2].history[0].loss - eager.history[0].loss) < 0.05
+    # Another model (or schedule pooling, BatchNorm mode...) gets its own graphs.
+    other = _step.prepared_stepper(config.model_copy(update={"model": "resnet32"}), 10, 1, CPU)
+    assert other is not kept and not other.reused
 
 
 def test_test_scoring_leaves_training_as_it_was():
