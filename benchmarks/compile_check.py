@@ -100,8 +100,9 @@ def main() -> None:
                   f"{row['recompiles'] if name == 'compiled' else '-':>12}")  # fmt: skip
     eager_hour = 3600 / statistics.mean(r["total_s"] for r in eager)
     compiled_hour = 3600 / statistics.mean(r["total_s"] for r in compiled)
+    ratio = compiled_hour / eager_hour
     print(f"trials per hour over {args.trials} trials: eager {eager_hour:.0f}, "
-          f"compiled and reused {compiled_hour:.0f} ({compiled_hour / eager_hour:.2f}x)")  # fmt: skip
+          f"compiled and reused {compiled_hour:.0f} ({ratio:.2f}x)")  # fmt: skip
     if len(compiled) > 1:
         steady = 3600 / statistics.mean(r["total_s"] for r in compiled[1:])
         print(f"after the first trial: compiled and reused {steady:.0f} trials per hour "
