@@ -39,12 +39,9 @@ SETTINGS = {
     "28px": {},
     "56px": {"image_size": 56},
     "resnet32": {"model": "resnet32"},
-    # Real drawings above 32 px (Debian's openclipart-png, 7 classes, chance 31%):
-    # drawings, 2,000 of them for training (of ~4,200) and a fixed 600 for validation, at 48 px
-    # to fit a session on the CPU.
-    "openclipart-48px": {
-        "data": "openclipart", "image_size": 48, "subset": 2000, "val_size": 600,
-    },  # fmt: skip
+    # Real drawings above 32 px: Debian's openclipart-png, 7 classes (chance 31%), 2,000 of
+    # its ~4,200 training drawings and a fixed 600 for validation, at 48 px to fit the CPU.
+    "openclipart-48px": {"data": "openclipart", "image_size": 48, "subset": 2000, "val_size": 600},
 }
 FIRST_HALF_INPUT_ONLY = {
     "policy": "deterministic",
