@@ -8,7 +8,7 @@ from objectives._data import list_datasets, load_data
 from objectives._errors import ConfigError, NonFiniteLossError
 from objectives._models import build_model, list_models
 from objectives._reduce import downsample, pool_kernel, pooled_kernel_size, reduced
-from objectives._schedule import POLICIES, Schedule
+from objectives._schedule import POLICIES, SCHEDULE_FIELDS, FieldRule, Schedule, window_problem
 from objectives._train import (
     EpochRecord,
     TrainConfig,
@@ -21,8 +21,10 @@ from objectives._train import (
 
 __all__ = [
     "POLICIES",
+    "SCHEDULE_FIELDS",
     "ConfigError",
     "EpochRecord",
+    "FieldRule",
     "NonFiniteLossError",
     "Schedule",
     "TrainConfig",
@@ -39,4 +41,5 @@ __all__ = [
     "reduced",
     "resolve_device",
     "train",
+    "window_problem",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import types
+import typing
 from collections.abc import Iterator
 from typing import Literal
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BNMode = Literal["freeze", "update"]
+BNMode = Literal["freeze", "update"]  # what reduced steps do to BatchNorm running statistics
 
 MAX_SCALE = 4.0
 
@@ -148,8 +149,8 @@ def reduced(
     On exit the model is restored exactly: no attribute, hook or buffer is left behind.
     """
     scale = check_scale(scale)
-    if bn not in ("freeze", "update"):
-        raise ValueError(f"bn must be 'freeze' or 'update', got {bn!r}")
+    if bn not in typing.get_args(BNMode):
+        raise ValueError(f"bn must be one of {', '.join(typing.get_args(BNMode))}, got {bn!r}")
     convs = _reducible_convs(model, scale) if kernel_pool else []
     norms = [m for m in batch_norms(model) if m.track_running_stats]
     patched: list[nn.Module] = []
