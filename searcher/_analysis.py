@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._record import BUDGET_FRACTION, is_baseline, searched
+from searcher._record import budget_fraction, device_of, epochs_of, is_baseline, searched
 
 
 def monotone_points(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -56,7 +56,7 @@ class BudgetCurve:
     @classmethod
     def from_trials(cls, baselines: list[FrozenTrial]) -> BudgetCurve | None:
         done = [t for t in baselines if t.state == TrialState.COMPLETE]
-        full = [t for t in done if t.user_attrs.get(BUDGET_FRACTION) == 1.0]
+        full = [t for t in done if budget_fraction(t) == 1.0]
         if not done or not full:
             return None
         return cls.from_points([(t.values[0], t.values[1]) for t in done], tuple(full[0].values))
@@ -101,7 +101,7 @@ def baselines(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 def curve_for(device: str | None, trials: list[FrozenTrial]) -> BudgetCurve | None:
     """The budget curve measured on `device` when there is one: speedups compare runs on the
     same kind of machine."""
-    same = [t for t in baselines(trials) if t.user_attrs.get("device") == device]
+    same = [t for t in baselines(trials) if device_of(t) == device]
     return BudgetCurve.from_trials(same) or BudgetCurve.from_trials(baselines(trials))
 
 
@@ -111,7 +111,7 @@ def derived_metrics(trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, 
     return metrics_for(
         trial.values[0],
         trial.values[1],
-        device=trial.user_attrs.get("device"),
+        device=device_of(trial),
         is_baseline=is_baseline(trial),
         trials=trials,
     )
@@ -217,7 +217,7 @@ def _fastest_within(name, trials, done, points: float) -> FrozenTrial:
         if within:
             best = min(within, key=lambda t: t.values[0])
             hint = (
-                f"; the plain model at {best.user_attrs.get('epochs')} epochs "
+                f"; the plain model at {epochs_of(best)} epochs "
                 f"(trial {best.number}) does as well: train that, or pick with most-accurate/knee"
             )
     raise PickError(

@@ -183,7 +183,7 @@ def _run_study(spec_path, storage, *, n_trials=None, jobs=1, gpus=None):
 
 def _print_show(study: optuna.Study, spec) -> None:
     from searcher._format import show_study
-    from searcher._study import METRIC_NAMES
+    from searcher._record import METRIC_NAMES
 
     click.echo(show_study(study, METRIC_NAMES[spec.objective]))
 

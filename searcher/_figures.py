@@ -16,8 +16,8 @@ from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
 from searcher._analysis import pareto_front
-from searcher._format import accuracy_text, describe_schedule
-from searcher._record import is_baseline
+from searcher._format import accuracy_text, describe_schedule, times_text
+from searcher._record import device_of, is_baseline
 from searcher._spec import SEARCHABLE, StudySpec
 
 BASELINE_NAME = "baseline: plain model, fewer epochs"
@@ -51,10 +51,6 @@ class _Labels:
         return f"{value:.4g}{self.unit}"
 
 
-def _times(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
-
-
 def _hover(t: FrozenTrial, m: dict[str, Any], labels: _Labels) -> str:
     beats = {True: "yes", False: "no", None: "n/a"}[m["beats_curve"]]
     if is_baseline(t):
@@ -64,8 +60,8 @@ def _hover(t: FrozenTrial, m: dict[str, Any], labels: _Labels) -> str:
             f"<b>trial {t.number}</b>: {html.escape(describe_schedule(t))}",
             f"{labels.metric}: {labels.cost(t.values[0])}",
             f"accuracy: {accuracy_text(t)}",
-            f"speedup: {_times(m['speedup'])}",
-            f"effective speedup: {_times(m['effective_speedup'])}",
+            f"speedup: {times_text(m['speedup'])}",
+            f"effective speedup: {times_text(m['effective_speedup'])}",
             f"beats the curve: {beats}",
         ]
     )
@@ -123,10 +119,10 @@ def _pareto_figure(
 ) -> go.Figure:
     fig = go.Figure()
     base = [t for t in done if is_baseline(t)]
-    devices = sorted({str(t.user_attrs.get("device")) for t in base})
+    devices = sorted({str(device_of(t)) for t in base})
     for device, dash in zip(devices, itertools.cycle(("solid", "dot", "dash", "dashdot"))):
         points = sorted(
-            (t for t in base if str(t.user_attrs.get("device")) == device),
+            (t for t in base if str(device_of(t)) == device),
             key=lambda t: t.values[0],
         )
         name = BASELINE_NAME if len(devices) == 1 else f"{BASELINE_NAME} ({device})"

@@ -25,7 +25,7 @@ from searcher._figures import (
     _pareto_figure,
 )
 from searcher._format import describe_schedule, show_verdicts, table, trial_rows
-from searcher._record import is_baseline, searched
+from searcher._record import device_of, fail_reason, is_baseline, schedule_of, searched
 from searcher._spec import StudySpec
 
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -58,7 +58,7 @@ def _header(
 ) -> str:
     states = Counter(t.state.name.lower() for t in trials)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
-    devices = Counter(str(t.user_attrs["device"]) for t in trials if "device" in t.user_attrs)
+    devices = Counter(str(device_of(t)) for t in trials if device_of(t) is not None)
     device_text = ", ".join(f"{d} ({n} trials)" for d, n in devices.items()) or "none recorded"
     train = spec.train
     facts = [
@@ -93,10 +93,10 @@ def _failed_html(failed: list[FrozenTrial]) -> str:
     for t in failed:
         what = (
             describe_schedule(t)
-            if t.user_attrs.get("schedule")
+            if schedule_of(t)
             else (", ".join(f"{k}={v}" for k, v in t.params.items()) or "no parameters")
         )
-        reason = t.user_attrs.get("fail_reason", "no reason recorded")
+        reason = fail_reason(t) or "no reason recorded"
         items.append(
             f"<li>trial {t.number}: {html.escape(what)}<br><code>{html.escape(reason)}</code></li>"
         )
@@ -137,13 +137,17 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
         figures.append(("importances", _importance_figure(_importances(study, search), labels)))
     except (ValueError, RuntimeError) as e:
         figures.append(("importances", _note(TITLES["importance"], f"Not computed: {e}.")))
-    if search:
+    if any(t.distributions for t in search):
         curve = curve_for(None, trials)
         full_accuracy = curve.full_accuracy if curve is not None else None
         fig = _params_figure(search, front_numbers, metrics, hover, labels, full_accuracy)
         figures.append(("hyperparameters", fig))
     else:
-        note = "No completed search trial yet: only the baselines have run."
+        note = (
+            "The space searches no hyperparameter: every one is fixed in the spec."
+            if search
+            else "No completed search trial yet: only the baselines have run."
+        )
         figures.append(("hyperparameters", _note(TITLES["params"], note)))
 
     first = True

@@ -21,7 +21,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from objectives._errors import ConfigError
-from searcher._record import CONFIRM, ROLE, is_confirm
+from searcher._record import CONFIRM, RETRY_HISTORY, RETRY_OF, ROLE, is_confirm
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
@@ -90,8 +90,8 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if is_confirm(trial):
             return  # `dikd confirm` plans its runs from what completed: it re-runs this one
-        history = [*trial.system_attrs.get("retry_history", []), trial.number]
-        trial.user_attrs = {**trial.user_attrs, "retry_of": history[0], "retry_history": history}
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]  # Optuna's key
+        trial.user_attrs = {**trial.user_attrs, RETRY_OF: history[0], RETRY_HISTORY: history}
         super().__call__(study, trial)
 
 
