@@ -22,11 +22,11 @@ from objectives import (
 from searcher._analysis import PickError
 from searcher._local_workers import _Progress, _run_local_workers
 from searcher._record import CONFIRM_SETTINGS_ATTR
-from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV, load_spec
+from searcher._shipped import load_spec_file, shipped_specs, spec_summary
+from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
 from searcher._storage import mask_password, open_storage
 from searcher._study import TrialsKeepFailingError
 
-QUICKSTART_SPEC = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
 QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 15 minutes on 2 cores
 
 
@@ -107,13 +107,27 @@ def datasets_command() -> None:
     click.echo("\n".join(list_datasets()))
 
 
+@cli.command("specs")
+@click.argument("name", required=False)
+def specs_command(name: str | None) -> None:
+    """List the shipped study specs; with NAME, print that spec (to copy and edit)."""
+    shipped = shipped_specs()
+    if name is None:
+        width = max(map(len, shipped))
+        click.echo("\n".join(f"{n:<{width}}  {spec_summary(f)}" for n, f in shipped.items()))
+    elif name in shipped:
+        click.echo(shipped[name].read_text(encoding="utf-8"), nl=False)
+    else:
+        raise ConfigError(f"no shipped spec '{name}'; choose one of {', '.join(shipped)}")
+
+
 @cli.group("study")
 def study_group() -> None:
     """Run, list and show studies."""
 
 
 @study_group.command("run")
-@click.argument("spec_path", type=click.Path())
+@click.argument("spec", metavar="SPEC")
 @click.option("--n-trials", type=click.IntRange(min=1), help="Run at most N trials in this call.")
 @storage_option
 @click.option(
@@ -124,9 +138,10 @@ def study_group() -> None:
     help="Local worker processes sharing the study.",
 )
 @click.option("--gpus", default=None, metavar="0,1,..", help="One worker per GPU, pinned to it.")
-def study_run(spec_path, n_trials, storage, jobs, gpus) -> None:
-    """Create the study in SPEC_PATH (or resume it) and run trials until its budget is spent."""
-    _, _, code = _run_study(spec_path, storage, n_trials=n_trials, jobs=jobs, gpus=gpus)
+def study_run(spec, n_trials, storage, jobs, gpus) -> None:
+    """Create the study of SPEC (a spec file, or a shipped spec's name: `dikd specs`), or
+    resume it, and run trials until its budget is spent."""
+    _, _, code = _run_study(spec, storage, n_trials=n_trials, jobs=jobs, gpus=gpus)
     if code:
         sys.exit(1)
 
@@ -149,12 +164,12 @@ def worker_command(name, storage, n_trials, gpu, worker_id, quiet) -> None:
     )
 
 
-def _run_study(spec_path, storage, *, n_trials=None, jobs=1, gpus=None):
+def _run_study(spec_name_or_path, storage, *, n_trials=None, jobs=1, gpus=None):
     """Create or resume the study of a spec and run its trials, here or in local workers.
     Returns the study, its spec and the exit code (1 when a worker failed)."""
     from searcher._study import create_or_resume, run_trials
 
-    spec = load_spec(spec_path)
+    spec = load_spec_file(spec_name_or_path)
     url = spec.resolve_storage(storage)
     check_data(spec.train)  # missing data: one line now, not three failed trials
     study = create_or_resume(spec, url)
@@ -384,7 +399,11 @@ def dashboard_command(storage, host, port) -> None:
 
 @cli.command("quickstart")
 @click.option(
-    "--spec", "spec_path", default=str(QUICKSTART_SPEC), show_default=True, type=click.Path()
+    "--spec",
+    "spec_name_or_path",
+    default="quickstart",
+    show_default=True,
+    help="A spec file, or a shipped spec's name.",
 )
 @click.option(
     "--out",
@@ -394,14 +413,14 @@ def dashboard_command(storage, host, port) -> None:
     help="Folder for the exported pick and the report.",
 )
 @storage_option
-def quickstart_command(spec_path, out, storage) -> None:
+def quickstart_command(spec_name_or_path, out, storage) -> None:
     """The main job: run the quickstart study, confirm its top candidate over fresh seeds,
     export the confirmed winner (or say that none beats training less), write the report."""
     from searcher._export import export_document, write_export
     from searcher._report import write_report
     from searcher._verdict import Settings
 
-    study, spec, _ = _run_study(spec_path, storage)
+    study, spec, _ = _run_study(spec_name_or_path, storage)
     url = spec.resolve_storage(storage)
     click.echo("")
     if study.user_attrs.get(CONFIRM_SETTINGS_ATTR) is None:
