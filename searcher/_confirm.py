@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import TrainConfig, TrainResult, check_data, train
-from objectives._errors import ConfigError
+from objectives import ConfigError, TrainConfig, TrainResult, check_data, train
 from searcher._analysis import baselines, derived_metrics, pareto_front
+from searcher._optuna_internals import create_trial_in_storage, storage_trial_id
 from searcher._record import (
     BUDGET_FRACTION,
     CANDIDATE,
@@ -242,7 +242,7 @@ class _Runner:
     ) -> None:
         configs = [self.config(run) for run in runs]
         trials = [self._claim(run, config) for run, config in zip(runs, configs)]
-        with _heartbeats(self.study, [t._trial_id for t in trials]):
+        with _heartbeats(self.study, [storage_trial_id(t) for t in trials]):
             for index, (run, config, trial) in enumerate(zip(runs, configs, trials)):
                 try:
                     result = train(
@@ -282,8 +282,7 @@ def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Tri
         datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
         system_attrs={}, intermediate_values={}, trial_id=-1,
     )  # fmt: skip
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return optuna.Trial(study, trial_id)
+    return create_trial_in_storage(study, template)
 
 
 @contextlib.contextmanager

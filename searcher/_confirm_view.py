@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._confirm import completed_runs
 from searcher._format import describe_schedule, times_text, verdict_rows
+from searcher._optuna_internals import storage_trial_id
 from searcher._record import (
     CONFIRM_RUN,
     accuracy_on_test,
@@ -184,6 +185,6 @@ def publish(study: optuna.Study, spec: StudySpec) -> None:
         note = _trial_note(t, trials)
         if note is None:
             continue
-        trial = optuna.Trial(study, t._trial_id)
+        trial = optuna.Trial(study, storage_trial_id(t))
         if get_note(trial) != note:
             save_note(trial, note)

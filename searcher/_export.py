@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 import yaml
 
-from objectives._errors import ConfigError
+from objectives import ConfigError
 from searcher._analysis import PickError, derived_metrics, pick
 from searcher._confirm import FIRST_SEED
 from searcher._format import verdict_text

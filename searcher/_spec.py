@@ -18,8 +18,15 @@ from pydantic import (
     model_validator,
 )
 
-from objectives import SCHEDULE_FIELDS, FieldRule, TrainConfig, window_problem
-from objectives._errors import ConfigError, describe_validation_error, load_yaml_file
+from objectives import (
+    SCHEDULE_FIELDS,
+    ConfigError,
+    FieldRule,
+    TrainConfig,
+    describe_validation_error,
+    load_yaml_file,
+    window_problem,
+)
 
 DEFAULT_STORAGE = "sqlite:///dikd.db"
 STORAGE_ENV = "DIKD_STORAGE"

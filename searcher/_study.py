@@ -15,8 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from objectives import TrainResult, train
-from objectives._errors import ConfigError
+from objectives import ConfigError, TrainResult, train
+from searcher._optuna_internals import FilteredStudy, is_tell_of_finished_trial
 from searcher._record import (
     BASELINE,
     BUDGET_FRACTION,
@@ -79,26 +79,10 @@ def _sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
     return SearchTrialsSampler(base_sampler(spec, seed))
 
 
-class _SearchTrialsView:
+def _search_trials_view(study: optuna.Study) -> FilteredStudy:
     """A study as a sampler should see it: its search trials, without baselines and
     confirmation runs (running search trials carry no role yet)."""
-
-    def __init__(self, study: optuna.Study) -> None:
-        self._study = study
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _get_trials(self, deepcopy=True, states=None, use_cache=False):
-        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return [t for t in trials if is_search(t)]
-
-    def get_trials(self, deepcopy=True, states=None):
-        return self._get_trials(deepcopy=deepcopy, states=states)
-
-    @property
-    def trials(self):
-        return self.get_trials()
+    return FilteredStudy(study, is_search)
 
 
 class SearchTrialsSampler(optuna.samplers.BaseSampler):
@@ -110,20 +94,20 @@ class SearchTrialsSampler(optuna.samplers.BaseSampler):
         self.sampler = sampler
 
     def infer_relative_search_space(self, study, trial):
-        return self.sampler.infer_relative_search_space(_SearchTrialsView(study), trial)
+        return self.sampler.infer_relative_search_space(_search_trials_view(study), trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self.sampler.sample_relative(_SearchTrialsView(study), trial, search_space)
+        return self.sampler.sample_relative(_search_trials_view(study), trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        view = _SearchTrialsView(study)
+        view = _search_trials_view(study)
         return self.sampler.sample_independent(view, trial, param_name, param_distribution)
 
     def before_trial(self, study, trial):
-        self.sampler.before_trial(_SearchTrialsView(study), trial)
+        self.sampler.before_trial(_search_trials_view(study), trial)
 
     def after_trial(self, study, trial, state, values):
-        self.sampler.after_trial(_SearchTrialsView(study), trial, state, values)
+        self.sampler.after_trial(_search_trials_view(study), trial, state, values)
 
     def reseed_rng(self) -> None:
         self.sampler.reseed_rng()
@@ -373,8 +357,8 @@ def run_trials(
         objective.outcome = None
         try:
             study.optimize(objective.objective, n_trials=1, catch=(Exception,))
-        except ValueError as e:  # Optuna: "Cannot tell a FAIL trial."
-            if not str(e).startswith("Cannot tell a"):
+        except (ValueError, AssertionError) as e:  # Optuna: "Cannot tell a FAIL trial."
+            if not is_tell_of_finished_trial(e):
                 raise
             # This trial's heartbeats came later than the grace period, so another worker
             # failed it as stale and queued its retry: carry on with the next trial.
