@@ -54,8 +54,8 @@ class BudgetCurve:
         return cls(tuple(costs), tuple(accuracies), full[0], full[1])
 
     @classmethod
-    def from_trials(cls, baselines: list[FrozenTrial]) -> BudgetCurve | None:
-        done = [t for t in baselines if t.state == TrialState.COMPLETE]
+    def from_trials(cls, baseline_trials: list[FrozenTrial]) -> BudgetCurve | None:
+        done = [t for t in baseline_trials if t.state == TrialState.COMPLETE]
         full = [t for t in done if budget_fraction(t) == 1.0]
         if not done or not full:
             return None
@@ -94,6 +94,9 @@ class BudgetCurve:
         return needed / cost if needed is not None and cost > 0 else None
 
 
+DERIVED = ("speedup", "accuracy_change_pp", "effective_speedup", "beats_curve")
+
+
 def baselines(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if is_baseline(t)]
 
@@ -106,40 +109,20 @@ def curve_for(device: str | None, trials: list[FrozenTrial]) -> BudgetCurve | No
 
 
 def derived_metrics(trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, Any]:
-    if trial.values is None:
-        return metrics_for(None, None, None, False, [])
-    return metrics_for(
-        trial.values[0],
-        trial.values[1],
-        device=device_of(trial),
-        is_baseline=is_baseline(trial),
-        trials=trials,
-    )
-
-
-def metrics_for(
-    cost: float | None,
-    accuracy: float | None,
-    device: str | None,
-    is_baseline: bool,
-    trials: list[FrozenTrial],
-) -> dict[str, Any]:
-    """speedup and accuracy change against the full baseline, effective speedup against the
-    budget curve, and whether the trial beats that curve."""
-    curve = curve_for(device, trials) if cost is not None else None
-    if curve is None or cost is None or accuracy is None:
-        return {
-            "speedup": None,
-            "accuracy_change_pp": None,
-            "effective_speedup": None,
-            "beats_curve": None,
-        }
+    """What the trial's measured cost and accuracy mean against the budget curve of `trials`'
+    baselines (on its device when there is one), computed now: speedup and accuracy change
+    against the full baseline, effective speedup against the curve, and whether it beats the
+    curve. Every reader (show, export, report, dashboard notes) computes them here."""
+    curve = curve_for(device_of(trial), trials) if trial.values is not None else None
+    if curve is None:
+        return dict.fromkeys(DERIVED, None)
+    cost, accuracy = trial.values
     effective = curve.effective_speedup(cost, accuracy)
     return {
         "speedup": curve.full_cost / cost if cost > 0 else None,
         "accuracy_change_pp": 100 * (accuracy - curve.full_accuracy),
         "effective_speedup": effective,
-        "beats_curve": (not is_baseline) and effective is not None and effective > 1.0,
+        "beats_curve": not is_baseline(trial) and effective is not None and effective > 1.0,
     }
 
 

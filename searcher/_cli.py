@@ -30,12 +30,14 @@ from searcher._study import TrialsKeepFailingError
 QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 15 minutes on 2 cores
 
 
-def _storage_url(option: str | None) -> str:
-    return option or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+def _storage_url(storage_url: str | None) -> str:
+    """The --storage URL, else $DIKD_STORAGE, else the default."""
+    return storage_url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
 storage_option = click.option(
     "--storage",
+    "storage_url",
     default=None,
     metavar="URL",
     help=f"Study storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}).",
@@ -138,10 +140,10 @@ def study_group() -> None:
     help="Local worker processes sharing the study.",
 )
 @click.option("--gpus", default=None, metavar="0,1,..", help="One worker per GPU, pinned to it.")
-def study_run(spec, n_trials, storage, jobs, gpus) -> None:
+def study_run(spec, n_trials, storage_url, jobs, gpus) -> None:
     """Create the study of SPEC (a spec file, or a shipped spec's name: `dikd specs`), or
     resume it, and run trials until its budget is spent."""
-    _, _, code = _run_study(spec, storage, n_trials=n_trials, jobs=jobs, gpus=gpus)
+    _, _, code = _run_study(spec, storage_url, n_trials=n_trials, jobs=jobs, gpus=gpus)
     if code:
         sys.exit(1)
 
@@ -153,24 +155,26 @@ def study_run(spec, n_trials, storage, jobs, gpus) -> None:
 @click.option("--gpu", default=None, metavar="ID", help="Pin this worker to GPU ID.")
 @click.option("--worker-id", default=None, help="Seeds this worker's sampler (default host-pid).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def worker_command(name, storage, n_trials, gpu, worker_id, quiet) -> None:
+def worker_command(name, storage_url, n_trials, gpu, worker_id, quiet) -> None:
     """Join the existing study NAME from any machine and run its trials."""
     from searcher._worker import run_worker
 
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     sys.exit(
-        run_worker(name, _storage_url(storage), n_trials=n_trials, worker_id=worker_id, quiet=quiet)
+        run_worker(
+            name, _storage_url(storage_url), n_trials=n_trials, worker_id=worker_id, quiet=quiet
+        )
     )
 
 
-def _run_study(spec_name_or_path, storage, *, n_trials=None, jobs=1, gpus=None):
+def _run_study(spec_name_or_path, storage_url, *, n_trials=None, jobs=1, gpus=None):
     """Create or resume the study of a spec and run its trials, here or in local workers.
     Returns the study, its spec and the exit code (1 when a worker failed)."""
     from searcher._study import create_or_resume, run_trials
 
     spec = load_spec_file(spec_name_or_path)
-    url = spec.resolve_storage(storage)
+    url = spec.resolve_storage(storage_url)
     check_data(spec.train)  # missing data: one line now, not three failed trials
     study = create_or_resume(spec, url)
     click.echo(f"study '{spec.name}' in {mask_password(url)}")
@@ -205,9 +209,9 @@ def _print_show(study: optuna.Study, spec) -> None:
 
 @study_group.command("list")
 @storage_option
-def study_list(storage) -> None:
+def study_list(storage_url) -> None:
     """List the studies in the storage."""
-    url = _storage_url(storage)
+    url = _storage_url(storage_url)
     storage = open_storage(url, create=False)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     click.echo(f"storage {mask_password(url)}: {len(summaries)} studies")
@@ -218,11 +222,11 @@ def study_list(storage) -> None:
 @study_group.command("show")
 @click.argument("name")
 @storage_option
-def study_show(name, storage) -> None:
+def study_show(name, storage_url) -> None:
     """Trials by state, the baseline curve and the Pareto front as tables."""
     from searcher._study import open_study
 
-    study, spec = open_study(name, _storage_url(storage))
+    study, spec = open_study(name, _storage_url(storage_url))
     _print_show(study, spec)
 
 
@@ -268,12 +272,14 @@ def study_show(name, storage) -> None:
     help="False-win rate over all looks (default 0.05).",
 )
 @storage_option
-def confirm_command(name, top, numbers, min_seeds, max_seeds, min_saving, alpha, storage) -> None:
+def confirm_command(
+    name, top, numbers, min_seeds, max_seeds, min_saving, alpha, storage_url
+) -> None:
     """Re-train NAME's best candidates and the plain model over fresh paired seeds, scored on
     the test split, until each verdict is win, loss or undecided at --max-seeds."""
     from searcher._study import open_study
 
-    study, spec = open_study(name, _storage_url(storage), heartbeat=True)
+    study, spec = open_study(name, _storage_url(storage_url), heartbeat=True)
     _confirm_study(
         study, spec, list(numbers), top, _settings(min_seeds, max_seeds, min_saving, alpha)
     )
@@ -346,12 +352,12 @@ def _confirm_study(study, spec, numbers, top, settings):
 @click.option("-o", "--output", required=True, type=click.Path(), help="YAML file to write.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @storage_option
-def export_command(name, rule, output, force, storage) -> None:
+def export_command(name, rule, output, force, storage_url) -> None:
     """Export the trial RULE picks as a config `dikd train --config` re-runs."""
     from searcher._export import export_document, write_export
     from searcher._study import open_study
 
-    study, _ = open_study(name, _storage_url(storage))
+    study, _ = open_study(name, _storage_url(storage_url))
     document = export_document(study, rule)
     path = write_export(document, output, overwrite=force)
     m = document["measured"]
@@ -367,14 +373,14 @@ def export_command(name, rule, output, force, storage) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(), help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @storage_option
-def report_command(name, output, force, storage) -> None:
+def report_command(name, output, force, storage_url) -> None:
     """Write one self-contained HTML page of plots for the study."""
     from searcher._report import write_report
     from searcher._study import open_study
 
     if Path(output).exists() and not force:
         raise ConfigError(f"{output} exists; choose another -o path or pass --force to replace it")
-    study, spec = open_study(name, _storage_url(storage))
+    study, spec = open_study(name, _storage_url(storage_url))
     write_report(study, spec, output)
     click.echo(f"report -> {output}")
 
@@ -388,11 +394,11 @@ def report_command(name, output, force, storage) -> None:
     help="Interface to bind; the dashboard has no authentication.",
 )
 @click.option("--port", default=8080, show_default=True, type=int)
-def dashboard_command(storage, host, port) -> None:
+def dashboard_command(storage_url, host, port) -> None:
     """Serve optuna-dashboard on the study storage."""
     from optuna_dashboard import run_server
 
-    url = _storage_url(storage)
+    url = _storage_url(storage_url)
     click.echo(f"optuna-dashboard for {mask_password(url)} on http://{host}:{port}/")
     run_server(open_storage(url, create=False), host=host, port=port)
 
@@ -413,15 +419,15 @@ def dashboard_command(storage, host, port) -> None:
     help="Folder for the exported pick and the report.",
 )
 @storage_option
-def quickstart_command(spec_name_or_path, out, storage) -> None:
+def quickstart_command(spec_name_or_path, out, storage_url) -> None:
     """The main job: run the quickstart study, confirm its top candidate over fresh seeds,
     export the confirmed winner (or say that none beats training less), write the report."""
     from searcher._export import export_document, write_export
     from searcher._report import write_report
     from searcher._verdict import Settings
 
-    study, spec, _ = _run_study(spec_name_or_path, storage)
-    url = spec.resolve_storage(storage)
+    study, spec, _ = _run_study(spec_name_or_path, storage_url)
+    url = spec.resolve_storage(storage_url)
     click.echo("")
     if study.user_attrs.get(CONFIRM_SETTINGS_ATTR) is None:
         settings = Settings(max_seeds=QUICKSTART_MAX_SEEDS)
