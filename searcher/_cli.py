@@ -44,6 +44,13 @@ storage_option = click.option(
 )
 
 
+def _count_option(name: str, default: int, text: str):
+    """An option taking a whole number of at least 1."""
+    return click.option(
+        name, type=click.IntRange(min=1), default=default, show_default=True, help=text
+    )
+
+
 class _Group(click.Group):
     """Turns dikd's own input errors into one line on stderr and exit code 2."""
 
@@ -132,13 +139,7 @@ def study_group() -> None:
 @click.argument("spec", metavar="SPEC")
 @click.option("--n-trials", type=click.IntRange(min=1), help="Run at most N trials in this call.")
 @storage_option
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Local worker processes sharing the study.",
-)
+@_count_option("--jobs", 1, "Local worker processes sharing the study.")
 @click.option("--gpus", default=None, metavar="0,1,..", help="One worker per GPU, pinned to it.")
 def study_run(spec, n_trials, storage_url, jobs, gpus) -> None:
     """Create the study of SPEC (a spec file, or a shipped spec's name: `dikd specs`), or
@@ -232,13 +233,7 @@ def study_show(name, storage_url) -> None:
 
 @cli.command("confirm")
 @click.argument("name")
-@click.option(
-    "--top",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Confirm the front's K best search trials by effective speedup.",
-)
+@_count_option("--top", 2, "Confirm the front's K best search trials by effective speedup.")
 @click.option(
     "--trial",
     "numbers",
@@ -404,13 +399,7 @@ def dashboard_command(storage_url, host, port) -> None:
 
 
 @cli.command("quickstart")
-@click.option(
-    "--spec",
-    "spec_name_or_path",
-    default="quickstart",
-    show_default=True,
-    help="A spec file, or a shipped spec's name.",
-)
+@click.option("--spec", default="quickstart", show_default=True, help="Spec file or shipped name.")
 @click.option(
     "--out",
     default="quickstart",
@@ -419,25 +408,25 @@ def dashboard_command(storage_url, host, port) -> None:
     help="Folder for the exported pick and the report.",
 )
 @storage_option
-def quickstart_command(spec_name_or_path, out, storage_url) -> None:
+def quickstart_command(spec, out, storage_url) -> None:
     """The main job: run the quickstart study, confirm its top candidate over fresh seeds,
     export the confirmed winner (or say that none beats training less), write the report."""
     from searcher._export import export_document, write_export
     from searcher._report import write_report
     from searcher._verdict import Settings
 
-    study, spec, _ = _run_study(spec_name_or_path, storage_url)
-    url = spec.resolve_storage(storage_url)
+    study, study_spec, _ = _run_study(spec, storage_url)
+    url = study_spec.resolve_storage(storage_url)
     click.echo("")
     if study.user_attrs.get(CONFIRM_SETTINGS_ATTR) is None:
         settings = Settings(max_seeds=QUICKSTART_MAX_SEEDS)
     else:
         settings = None  # a resumed quickstart keeps the settings it was confirmed with
-    _confirm_study(study, spec, [], 1, settings)
+    _confirm_study(study, study_spec, [], 1, settings)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.html"
-    write_report(study, spec, report)
+    write_report(study, study_spec, report)
     try:
         document = export_document(study, "auto")
         path = write_export(document, folder / "best.yaml", overwrite=True)

@@ -83,6 +83,13 @@ def _scatter(
     )
 
 
+def _cost_accuracy_scatter(
+    trials: list[FrozenTrial], hover: dict[int, str], **kwargs: Any
+) -> go.Scatter:
+    """The trials at (cost, accuracy in %)."""
+    return _scatter(trials, lambda t: t.values[0], lambda t: 100 * t.values[1], hover, **kwargs)
+
+
 def _groups(
     search: list[FrozenTrial], front: set[int], metrics: dict[int, dict[str, Any]]
 ) -> list[tuple[str, list[FrozenTrial], dict[str, Any]]]:
@@ -127,10 +134,8 @@ def _pareto_figure(
         )
         name = BASELINE_NAME if len(devices) == 1 else f"{BASELINE_NAME} ({device})"
         fig.add_trace(
-            _scatter(
+            _cost_accuracy_scatter(
                 points,
-                lambda t: t.values[0],
-                lambda t: 100 * t.values[1],
                 hover,
                 name=name,
                 mode="lines+markers",
@@ -154,15 +159,7 @@ def _pareto_figure(
     for name, trials, marker in _groups(search, numbers, metrics):
         if trials:
             fig.add_trace(
-                _scatter(
-                    trials,
-                    lambda t: t.values[0],
-                    lambda t: 100 * t.values[1],
-                    hover,
-                    name=name,
-                    mode="markers",
-                    marker=marker,
-                )
+                _cost_accuracy_scatter(trials, hover, name=name, mode="markers", marker=marker)
             )
     notes = []
     if search and not any(metrics[t.number]["beats_curve"] for t in search):

@@ -101,14 +101,13 @@ def test_samplers_read_trials_through_the_filtered_study(study) -> None:
 
 
 def test_a_worker_carries_on_when_another_failed_its_trial_as_stale(tmp_path, monkeypatch):
-    from tiny import TINY_TRAIN, stand_in_result
+    from tiny import stand_in_result, tiny_spec
 
     from searcher import _study
     from searcher._spec import parse_spec
 
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    spec = parse_spec({"name": "w", "train": TINY_TRAIN, "storage": url, "n_trials": 3,
-                       "baseline": {"fractions": [1.0]}})  # fmt: skip
+    spec = parse_spec(tiny_spec("w", storage=url, baseline={"fractions": [1.0]}))
     study = _study.create_or_resume(spec, url)
 
     calls = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
-from tiny import TINY_TRAIN
+from tiny import tiny_spec
 
 from objectives import Schedule
 from searcher._confirm_view import _trial_note
@@ -17,13 +17,7 @@ from searcher._report import build_report
 from searcher._spec import parse_spec
 from searcher._study import SPEC_ATTR, create_or_resume
 
-SPEC = {
-    "name": "old",
-    "train": TINY_TRAIN,
-    "baseline": {"fractions": [0.5, 1.0]},
-    "sampler": {"name": "random", "seed": 0},
-    "n_trials": 5,
-}
+SPEC = tiny_spec("old", n_trials=5)
 SCHEDULE = Schedule("deterministic", 0.5, 2.0).to_dict()
 STALE = {"speedup": 99.0, "effective_speedup": 99.0, "accuracy_change_pp": 42.0}
 

@@ -12,25 +12,14 @@ import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
-from tiny import TINY_TRAIN
+from tiny import tiny_spec
 
 from objectives import Schedule, load_train_config, train
 from searcher._analysis import derived_metrics
 from searcher._cli import cli
 from searcher._record import SEARCH, budget_fraction, epochs_of, is_baseline, role, schedule_of
 
-TINY_SPEC = {
-    "name": "tiny",
-    "train": TINY_TRAIN,
-    "baseline": {"fractions": [0.5, 1.0]},
-    "space": {
-        "policy": {"choices": ["stochastic", "deterministic"]},
-        "frequency": {"low": 0.2, "high": 0.8},
-        "scale": {"choices": [2.0, 4.0]},
-    },
-    "sampler": {"name": "tpe", "seed": 1},
-    "n_trials": 7,
-}
+TINY_SPEC = tiny_spec("tiny", sampler={"name": "tpe", "seed": 1}, n_trials=7)
 
 # What a completed trial stores: what it trained (once) and what it measured; speedups are
 # computed when read.
