@@ -12,11 +12,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._analysis import curve_for, derived_metrics, pareto_front
+from searcher._analysis import curve_for, pareto_front
 from searcher._confirm_view import verdict_figure
 from searcher._figures import (
     TITLES,
-    _hover,
+    Shown,
     _hypervolume_figure,
     _importance_figure,
     _importances,
@@ -123,14 +123,13 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
             parts.append(_failed_html(failed))
         return _page(study.study_name, parts)
 
-    metrics = {t.number: derived_metrics(t, trials) for t in done}
-    hover = {t.number: _hover(t, metrics[t.number], labels) for t in done}
+    shown = Shown.of(done, trials, labels)
     front = pareto_front(done)
     front_numbers = {t.number for t in front}
     search = [t for t in done if not is_baseline(t)]
     figures: list[tuple[str, go.Figure | str]] = []
 
-    figures.append(("pareto-front", _pareto_figure(done, failed, metrics, hover, labels)))
+    figures.append(("pareto-front", _pareto_figure(done, failed, shown)))
     figures.append(("verdict", verdict_figure(study, spec)))
     figures.append(("hypervolume", _hypervolume_figure(done, labels)))
     try:
@@ -140,7 +139,7 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
     if any(t.distributions for t in search):
         curve = curve_for(None, trials)
         full_accuracy = curve.full_accuracy if curve is not None else None
-        fig = _params_figure(search, front_numbers, metrics, hover, labels, full_accuracy)
+        fig = _params_figure(search, front_numbers, shown, full_accuracy)
         figures.append(("hyperparameters", fig))
     else:
         note = (
