@@ -22,7 +22,7 @@ from objectives import (
 from searcher._analysis import PickError
 from searcher._local_workers import _Progress, _run_local_workers
 from searcher._record import CONFIRM_SETTINGS_ATTR
-from searcher._shipped import load_spec_file, shipped_specs, spec_summary
+from searcher._shipped import load_spec_file, specs_command
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
 from searcher._storage import mask_password, open_storage
 from searcher._study import TrialsKeepFailingError
@@ -114,20 +114,6 @@ def models_command() -> None:
 def datasets_command() -> None:
     """List the data set names `train.data` accepts."""
     click.echo("\n".join(list_datasets()))
-
-
-@cli.command("specs")
-@click.argument("name", required=False)
-def specs_command(name: str | None) -> None:
-    """List the shipped study specs; with NAME, print that spec (to copy and edit)."""
-    shipped = shipped_specs()
-    if name is None:
-        width = max(map(len, shipped))
-        click.echo("\n".join(f"{n:<{width}}  {spec_summary(f)}" for n, f in shipped.items()))
-    elif name in shipped:
-        click.echo(shipped[name].read_text(encoding="utf-8"), nl=False)
-    else:
-        raise ConfigError(f"no shipped spec '{name}'; choose one of {', '.join(shipped)}")
 
 
 @cli.group("study")
@@ -438,6 +424,9 @@ def quickstart_command(spec, out, storage_url) -> None:
         f"dashboard: .venv/bin/dikd dashboard --storage {mask_password(url)}  "
         "(then open http://127.0.0.1:8080/)"
     )
+
+
+cli.add_command(specs_command)
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
+
 from objectives import ConfigError
 from searcher._spec import StudySpec, load_spec
 
@@ -53,3 +55,17 @@ def load_spec_file(name_or_path: str) -> StudySpec:
         return load_spec(found)
     with resources.as_file(found) as path:
         return load_spec(path)
+
+
+@click.command("specs")
+@click.argument("name", required=False)
+def specs_command(name: str | None) -> None:
+    """List the shipped study specs; with NAME, print that spec (to copy and edit)."""
+    shipped = shipped_specs()
+    if name is None:
+        width = max(map(len, shipped))
+        click.echo("\n".join(f"{n:<{width}}  {spec_summary(f)}" for n, f in shipped.items()))
+    elif name in shipped:
+        click.echo(shipped[name].read_text(encoding="utf-8"), nl=False)
+    else:
+        raise ConfigError(f"no shipped spec '{name}'; choose one of {', '.join(shipped)}")

@@ -29,6 +29,8 @@ def test_specs_lists_every_shipped_spec_with_its_first_comment_line() -> None:
     assert first_comment.lstrip("# ") in done.output
     shown = CliRunner().invoke(cli, ["specs", "quickstart"])
     assert shown.output == (ROOT / "studies" / "quickstart.yaml").read_text()
+    unknown = CliRunner().invoke(cli, ["specs", "nope"])
+    assert unknown.exit_code == 2 and "choose one of" in unknown.output
 
 
 def test_a_shipped_spec_is_found_by_name_from_any_folder(tmp_path, monkeypatch) -> None:
