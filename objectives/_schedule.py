@@ -115,7 +115,7 @@ class Schedule:
                 raise ValueError(f"schedule.{rule.name} {problem}")
         problem = window_problem(self.start, self.end, prefix="schedule.")
         if problem is not None:
-            raise ValueError(f"{problem}; set start below end")
+            raise ValueError(problem)
 
     def _window(self, total_steps: int) -> tuple[int, int]:
         return math.ceil(self.start * total_steps - 1e-9), math.ceil(self.end * total_steps - 1e-9)

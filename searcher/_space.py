@@ -39,5 +39,8 @@ def trial_config(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
     space = spec.space
     values = {name: _suggest(trial, name, getattr(space, name)) for name in SEARCHABLE}
     epochs = values.pop("epochs") or spec.train.epochs
-    schedule = Schedule(**values, seed=seed)  # a sampled start above end fails the trial here
+    try:
+        schedule = Schedule(**values, seed=seed)
+    except ValueError as e:  # a sampled start above a sampled end: the trial fails with this
+        raise ValueError(f"the sampled {e}; narrow the space so that start < end") from None
     return spec.train.model_copy(update={"epochs": epochs, "schedule": schedule})
