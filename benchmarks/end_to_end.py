@@ -101,7 +101,10 @@ KERNEL_DERIVATIONS = {"uniform grad": _uniform_grad_kernel, "corner taps": _corn
 
 @contextlib.contextmanager
 def kernel_derivation(variant: str):
-    """Swap `reduced`'s kernel pooling for the derivation a variant's name asks for."""
+    """Swap `reduced`'s kernel pooling for the derivation a variant's name asks for.
+
+    `reduced(..., derive_kernel=...)` takes the derivation as a parameter; `train` does not pass
+    one through yet (objectives/_step.py), so this still swaps the default it falls back to."""
     chosen = next((f for key, f in KERNEL_DERIVATIONS.items() if key in variant), None)
     original = objectives._reduce.pool_kernel
     if chosen is not None:

@@ -1,14 +1,37 @@
 """The training method of dikd: dynamic input and kernel downsampling (arXiv 1910.06548).
 
-Public API: `downsample` and `reduced` (the method), `Schedule` (which steps are reduced),
-`TrainConfig`, `train` and `TrainResult` (one real training run).
+Public API (everything else is private):
+- the method: `downsample`, `reduced` (a model whose convolutions run with kernels derived by
+  `pool_kernel`, or by a `derive_kernel` of your own), `pooled_kernel_size`;
+- which steps are reduced: `Schedule`, its fields' declared bounds and choices
+  (`SCHEDULE_FIELDS`, each a `FieldRule`), `POLICIES`, `window_problem`;
+- one training run: `TrainConfig` (and `load_train_config`), `train`, `TrainResult`,
+  `EpochRecord`, `check_data`, `resolve_device`;
+- registries by name: `register_model`, `list_models`, `build_model`; `register_dataset` (a
+  loader receives a `LoadRequest` and returns `TrainingData`), `list_datasets`,
+  `describe_dataset` (what of it is installed), `load_data`;
+- errors: `ConfigError` (a user's input, one line naming the field and the fix),
+  `NonFiniteLossError`, and the helpers that make one-line errors: `describe_validation_error`
+  (a pydantic error) and `load_yaml_file` (a YAML file, every way reading it can fail).
 """
 
-from objectives._data import describe_dataset, list_datasets, load_data
-from objectives._errors import ConfigError, NonFiniteLossError
-from objectives._models import build_model, list_models
+from objectives._data import (
+    LoadRequest,
+    TrainingData,
+    describe_dataset,
+    list_datasets,
+    load_data,
+    register_dataset,
+)
+from objectives._errors import (
+    ConfigError,
+    NonFiniteLossError,
+    describe_validation_error,
+    load_yaml_file,
+)
+from objectives._models import build_model, list_models, register_model
 from objectives._reduce import downsample, pool_kernel, pooled_kernel_size, reduced
-from objectives._schedule import POLICIES, Schedule
+from objectives._schedule import POLICIES, SCHEDULE_FIELDS, FieldRule, Schedule, window_problem
 from objectives._train import (
     EpochRecord,
     TrainConfig,
@@ -21,23 +44,32 @@ from objectives._train import (
 
 __all__ = [
     "POLICIES",
+    "SCHEDULE_FIELDS",
     "ConfigError",
     "EpochRecord",
+    "FieldRule",
+    "LoadRequest",
     "NonFiniteLossError",
     "Schedule",
     "TrainConfig",
     "TrainResult",
+    "TrainingData",
     "build_model",
     "check_data",
     "describe_dataset",
+    "describe_validation_error",
     "downsample",
     "list_datasets",
     "list_models",
     "load_data",
     "load_train_config",
+    "load_yaml_file",
     "pool_kernel",
     "pooled_kernel_size",
     "reduced",
+    "register_dataset",
+    "register_model",
     "resolve_device",
     "train",
+    "window_problem",
 ]

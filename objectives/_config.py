@@ -49,9 +49,9 @@ class TrainConfig(BaseModel):
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    lr_schedule: Literal["cosine", "onecycle"] = "cosine"
+    lr_schedule: Literal["cosine", "onecycle"] = "cosine"  # the learning rate's, not `schedule`
     warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before the cosine decay
-    schedule: Schedule = Schedule()  # which steps are reduced
+    schedule: Schedule = Schedule()  # the reduction schedule: which steps are reduced
     # Fixes initialisation, data order, augmentation and the training subset (and, without
     # val_size, the validation images too).
     seed: int = 0

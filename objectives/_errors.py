@@ -29,6 +29,8 @@ def describe_validation_error(error: pydantic.ValidationError, prefix: str = "")
     first = error.errors()[0]
     # Union branches tagged "<...>" name the form, not a field: leave them out.
     parts = [str(p) for p in (prefix, *first["loc"]) if p != "" and not str(p).startswith("<")]
+    # A key of odd characters (a newline) is shown escaped, so the message stays one line.
+    parts = [p if p.isprintable() else p.encode("unicode_escape").decode() for p in parts]
     location = ".".join(parts)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":

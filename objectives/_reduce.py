@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import math
 import types
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-BNMode = Literal["freeze", "update"]
+BNMode = Literal["freeze", "update"]  # what reduced steps do to BatchNorm running statistics
 
 MAX_SCALE = 4.0
 
@@ -61,6 +62,10 @@ def pooled_kernel_size(kernel_size: tuple[int, int], scale: float) -> tuple[int,
     return tuple(max(1, _round_half_up(k / scale)) for k in kernel_size)  # type: ignore[return-value]
 
 
+# How a reduced step's small kernel is made from a conv's weight: (weight, size) -> kernel.
+KernelDerivation = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
+
+
 def pool_kernel(weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Average-pool a conv weight (O, I, kh, kw) to (O, I, *size), keeping each filter's sum."""
     kh, kw = weight.shape[-2:]
@@ -89,7 +94,12 @@ def _pad_mode(conv: nn.Conv2d) -> str:
 
 
 def _reduced_conv_forward(
-    conv: nn.Conv2d, x: torch.Tensor, kernel: tuple[int, int], more_at_start: bool, name: str
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    kernel: tuple[int, int],
+    more_at_start: bool,
+    name: str,
+    derive_kernel: KernelDerivation,
 ) -> torch.Tensor:
     # The output size of a conv is floor((n + P - d(k-1) - 1)/s) + 1. Keeping P - d(k-1) fixed
     # when k shrinks to k' (P' = P - d(k - k')) gives exactly the output size the original
@@ -104,7 +114,7 @@ def _reduced_conv_forward(
                 "use a smaller scale or larger images"
             )
     (top, bottom), (left, right) = (_split(p, more_at_start) for p in pads)
-    weight = pool_kernel(conv.weight, kernel)
+    weight = derive_kernel(conv.weight, kernel)
     if min(top, bottom, left, right) < 0 and _pad_mode(conv) != "constant":
         raise ValueError(
             f"layer '{name}': padding_mode '{conv.padding_mode}' with negative padding cannot be "
@@ -133,7 +143,12 @@ def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 @contextlib.contextmanager
 def reduced(
-    model: nn.Module, scale: float, kernel_pool: bool = True, bn: BNMode = "freeze"
+    model: nn.Module,
+    scale: float,
+    kernel_pool: bool = True,
+    bn: BNMode = "freeze",
+    *,
+    derive_kernel: KernelDerivation | None = None,
 ) -> Iterator[nn.Module]:
     """Run `model` in reduced mode inside the block: `model(downsample(x, scale))`.
 
@@ -143,14 +158,17 @@ def reduced(
     - where the pooled kernel is even the padding is asymmetric; the larger side alternates from
       one conv to the next so that the half-pixel shifts of consecutive layers cancel;
     - `kernel_pool=False` leaves the kernels as they are (input-only reduction);
+    - `derive_kernel(weight, size)`, when given, derives the small kernel instead of
+      `pool_kernel` (benchmarks compare derivations); it must keep the graph to `weight`;
     - `bn="freeze"`: BatchNorm layers still normalise with batch statistics in training but do
       not update their running statistics; `bn="update"`: they do.
     On exit the model is restored exactly: no attribute, hook or buffer is left behind.
     """
     scale = check_scale(scale)
-    if bn not in ("freeze", "update"):
-        raise ValueError(f"bn must be 'freeze' or 'update', got {bn!r}")
+    if bn not in typing.get_args(BNMode):
+        raise ValueError(f"bn must be one of {', '.join(typing.get_args(BNMode))}, got {bn!r}")
     convs = _reducible_convs(model, scale) if kernel_pool else []
+    derive = derive_kernel or pool_kernel  # looked up now, not when the module was imported
     norms = [m for m in batch_norms(model) if m.track_running_stats]
     patched: list[nn.Module] = []
     try:
@@ -162,7 +180,7 @@ def reduced(
             kernel = pooled_kernel_size(conv.kernel_size, scale)
 
             def forward(self, x, _kernel=kernel, _start=index % 2 == 1, _name=name):
-                return _reduced_conv_forward(self, x, _kernel, _start, _name)
+                return _reduced_conv_forward(self, x, _kernel, _start, _name, derive)
 
             conv.forward = types.MethodType(forward, conv)
             patched.append(conv)

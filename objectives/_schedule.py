@@ -1,17 +1,74 @@
-"""Which training steps are reduced, and by how much: the searched hyperparameter."""
+"""Which training steps are reduced, and by how much: the searched hyperparameter.
+
+Each field of `Schedule` declares what a value must be once, in its annotation (the choices of
+a `Literal`, bool, int) and its `bounds`; `SCHEDULE_FIELDS` reads them, and both the schedule's
+own checks and the study spec's searchable fields (searcher/_spec.py) are derived from it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import random
+import typing
 from typing import Any, Literal
 
-from objectives._reduce import MAX_SCALE
+from objectives._reduce import MAX_SCALE, BNMode
 
 Policy = Literal["none", "stochastic", "deterministic", "progressive"]
-POLICIES: tuple[str, ...] = ("none", "stochastic", "deterministic", "progressive")
-BN_MODES: tuple[str, ...] = ("freeze", "update")
+POLICIES: tuple[str, ...] = typing.get_args(Policy)
+
+
+def _field(default: Any, *, bounds: tuple[float, float] | None = None, searchable: bool = True):
+    """A Schedule field: `bounds` (inclusive) for a number; `searchable`: a study may search it."""
+    return dataclasses.field(default=default, metadata={"bounds": bounds, "searchable": searchable})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldRule:
+    """What a value of one Schedule field must be."""
+
+    name: str
+    kind: Any  # the annotation: float, int, bool or a Literal
+    default: Any
+    bounds: tuple[float, float] | None
+    searchable: bool
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        if self.kind is bool:
+            return (True, False)
+        return typing.get_args(self.kind) or None
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with `value` ("must be ..., got ..."), or None when it is valid."""
+        if self.kind is bool:
+            return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+        if self.choices is not None:
+            if isinstance(value, str) and value in self.choices:
+                return None
+            return f"must be one of {', '.join(self.choices)}, got {value!r}"
+        if self.kind is int:
+            return (
+                None
+                if isinstance(value, int) and _is_number(value)
+                else (f"must be an integer, got {value!r}")
+            )
+        low, high = self.bounds or (-math.inf, math.inf)
+        if _is_number(value) and low <= value <= high:
+            return None
+        return f"must be a number in [{low:g}, {high:g}], got {value!r}"
+
+
+def window_problem(start: float, end: float, prefix: str = "") -> str | None:
+    """What is wrong with the reduction window [start, end), or None when it can hold steps."""
+    if start < end:
+        return None
+    return f"{prefix}start ({start}) must be below {prefix}end ({end})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,69 +84,38 @@ class Schedule:
             `frequency` of the window, then at a scale falling linearly to 1 at its end; MosaicML
             Composer's defaults, initial_scale 0.5, delay_fraction 0.5 and finetune_fraction 0.2,
             are `scale=2, end=0.8, frequency=0.625`).
-        frequency: fraction of the window's steps that are reduced, in [0, 1] (progressive: the
-            fraction of the window held at the full `scale`).
-        scale: downsampling factor of reduced steps, in [1, 4] (2 halves height and width).
+        frequency: fraction of the window's steps that are reduced (progressive: the fraction
+            of the window held at the full `scale`).
+        scale: downsampling factor of reduced steps (2 halves height and width).
         kernel_pool: pool each conv's kernel on reduced steps (False: reduce the input only).
         bn: "freeze" (reduced steps leave BatchNorm running statistics alone) or "update".
         start, end: reduction happens only for steps in this fraction [start, end) of training,
             so training can end with a full-resolution phase.
         seed: seed of the stochastic policy.
-        lr_scale: learning-rate multiplier on reduced steps, in [0.25, 4] (a reduced step sees
-            a coarser, cheaper view of the batch; a larger step can spend its savings).
+        lr_scale: learning-rate multiplier on reduced steps (a reduced step sees a coarser,
+            cheaper view of the batch; a larger step can spend its savings).
+
+    Each field's bounds and choices are declared below, once.
     """
 
-    policy: Policy = "none"
-    frequency: float = 0.5
-    scale: float = 2.0
-    kernel_pool: bool = True
-    bn: Literal["freeze", "update"] = "freeze"
-    start: float = 0.0
-    end: float = 1.0
-    seed: int = 0
-    lr_scale: float = 1.0
+    policy: Policy = _field("none")
+    frequency: float = _field(0.5, bounds=(0.0, 1.0))
+    scale: float = _field(2.0, bounds=(1.0, MAX_SCALE))
+    kernel_pool: bool = _field(True)
+    bn: BNMode = _field("freeze")
+    start: float = _field(0.0, bounds=(0.0, 1.0))
+    end: float = _field(1.0, bounds=(0.0, 1.0))
+    seed: int = _field(0, searchable=False)  # the study's training seed, never searched
+    lr_scale: float = _field(1.0, bounds=(0.25, 4.0))
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(
-                f"schedule.policy must be one of {', '.join(POLICIES)}, got {self.policy!r}"
-            )
-        for name in ("frequency", "start", "end"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0 <= value <= 1
-            ):
-                raise ValueError(f"schedule.{name} must be a number in [0, 1], got {value!r}")
-        if (
-            isinstance(self.scale, bool)
-            or not isinstance(self.scale, (int, float))
-            or not (1 <= self.scale <= MAX_SCALE)
-        ):
-            raise ValueError(
-                f"schedule.scale must be a number in [1, {MAX_SCALE:g}], got {self.scale!r}"
-            )
-        if self.start >= self.end:
-            raise ValueError(
-                f"schedule.start must be below schedule.end, got start={self.start} end={self.end}"
-            )
-        if self.bn not in BN_MODES:
-            raise ValueError(f"schedule.bn must be 'freeze' or 'update', got {self.bn!r}")
-        if not isinstance(self.kernel_pool, bool):
-            raise ValueError(
-                f"schedule.kernel_pool must be true or false, got {self.kernel_pool!r}"
-            )
-        if (
-            isinstance(self.lr_scale, bool)
-            or not isinstance(self.lr_scale, (int, float))
-            or not (0.25 <= self.lr_scale <= 4)
-        ):
-            raise ValueError(
-                f"schedule.lr_scale must be a number in [0.25, 4], got {self.lr_scale!r}"
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"schedule.seed must be an integer, got {self.seed!r}")
+        for rule in SCHEDULE_FIELDS.values():
+            problem = rule.problem(getattr(self, rule.name))
+            if problem is not None:
+                raise ValueError(f"schedule.{rule.name} {problem}")
+        problem = window_problem(self.start, self.end, prefix="schedule.")
+        if problem is not None:
+            raise ValueError(problem)
 
     def _window(self, total_steps: int) -> tuple[int, int]:
         return math.ceil(self.start * total_steps - 1e-9), math.ceil(self.end * total_steps - 1e-9)
@@ -144,3 +170,14 @@ class Schedule:
                 f"allowed: {', '.join(sorted(fields))}"
             )
         return cls(**data)
+
+
+def _rules() -> dict[str, FieldRule]:
+    hints = typing.get_type_hints(Schedule)
+    return {
+        f.name: FieldRule(f.name, hints[f.name], f.default, **f.metadata)
+        for f in dataclasses.fields(Schedule)
+    }
+
+
+SCHEDULE_FIELDS: dict[str, FieldRule] = _rules()

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._record import BUDGET_FRACTION, is_baseline, searched
+from searcher._record import budget_fraction, device_of, epochs_of, is_baseline, searched
 
 
 def monotone_points(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -54,9 +54,9 @@ class BudgetCurve:
         return cls(tuple(costs), tuple(accuracies), full[0], full[1])
 
     @classmethod
-    def from_trials(cls, baselines: list[FrozenTrial]) -> BudgetCurve | None:
-        done = [t for t in baselines if t.state == TrialState.COMPLETE]
-        full = [t for t in done if t.user_attrs.get(BUDGET_FRACTION) == 1.0]
+    def from_trials(cls, baseline_trials: list[FrozenTrial]) -> BudgetCurve | None:
+        done = [t for t in baseline_trials if t.state == TrialState.COMPLETE]
+        full = [t for t in done if budget_fraction(t) == 1.0]
         if not done or not full:
             return None
         return cls.from_points([(t.values[0], t.values[1]) for t in done], tuple(full[0].values))
@@ -94,6 +94,9 @@ class BudgetCurve:
         return needed / cost if needed is not None and cost > 0 else None
 
 
+DERIVED = ("speedup", "accuracy_change_pp", "effective_speedup", "beats_curve")
+
+
 def baselines(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if is_baseline(t)]
 
@@ -101,45 +104,25 @@ def baselines(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 def curve_for(device: str | None, trials: list[FrozenTrial]) -> BudgetCurve | None:
     """The budget curve measured on `device` when there is one: speedups compare runs on the
     same kind of machine."""
-    same = [t for t in baselines(trials) if t.user_attrs.get("device") == device]
+    same = [t for t in baselines(trials) if device_of(t) == device]
     return BudgetCurve.from_trials(same) or BudgetCurve.from_trials(baselines(trials))
 
 
 def derived_metrics(trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, Any]:
-    if trial.values is None:
-        return metrics_for(None, None, None, False, [])
-    return metrics_for(
-        trial.values[0],
-        trial.values[1],
-        device=trial.user_attrs.get("device"),
-        is_baseline=is_baseline(trial),
-        trials=trials,
-    )
-
-
-def metrics_for(
-    cost: float | None,
-    accuracy: float | None,
-    device: str | None,
-    is_baseline: bool,
-    trials: list[FrozenTrial],
-) -> dict[str, Any]:
-    """speedup and accuracy change against the full baseline, effective speedup against the
-    budget curve, and whether the trial beats that curve."""
-    curve = curve_for(device, trials) if cost is not None else None
-    if curve is None or cost is None or accuracy is None:
-        return {
-            "speedup": None,
-            "accuracy_change_pp": None,
-            "effective_speedup": None,
-            "beats_curve": None,
-        }
+    """What the trial's measured cost and accuracy mean against the budget curve of `trials`'
+    baselines (on its device when there is one), computed now: speedup and accuracy change
+    against the full baseline, effective speedup against the curve, and whether it beats the
+    curve. Every reader (show, export, report, dashboard notes) computes them here."""
+    curve = curve_for(device_of(trial), trials) if trial.values is not None else None
+    if curve is None:
+        return dict.fromkeys(DERIVED, None)
+    cost, accuracy = trial.values
     effective = curve.effective_speedup(cost, accuracy)
     return {
         "speedup": curve.full_cost / cost if cost > 0 else None,
         "accuracy_change_pp": 100 * (accuracy - curve.full_accuracy),
         "effective_speedup": effective,
-        "beats_curve": (not is_baseline) and effective is not None and effective > 1.0,
+        "beats_curve": not is_baseline(trial) and effective is not None and effective > 1.0,
     }
 
 
@@ -217,7 +200,7 @@ def _fastest_within(name, trials, done, points: float) -> FrozenTrial:
         if within:
             best = min(within, key=lambda t: t.values[0])
             hint = (
-                f"; the plain model at {best.user_attrs.get('epochs')} epochs "
+                f"; the plain model at {epochs_of(best)} epochs "
                 f"(trial {best.number}) does as well: train that, or pick with most-accurate/knee"
             )
     raise PickError(

@@ -23,24 +23,33 @@ from objectives import (
 from searcher._analysis import PickError
 from searcher._local_workers import _Progress, _run_local_workers
 from searcher._record import CONFIRM_SETTINGS_ATTR
-from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV, load_spec
+from searcher._shipped import load_spec_file, specs_command
+from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
 from searcher._storage import mask_password, open_storage
 from searcher._study import TrialsKeepFailingError
 
-QUICKSTART_SPEC = Path(__file__).resolve().parent.parent / "studies" / "quickstart.yaml"
 QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 15 minutes on 2 cores
 
 
-def _storage_url(option: str | None) -> str:
-    return option or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+def _storage_url(storage_url: str | None) -> str:
+    """The --storage URL, else $DIKD_STORAGE, else the default."""
+    return storage_url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
 storage_option = click.option(
     "--storage",
+    "storage_url",
     default=None,
     metavar="URL",
     help=f"Study storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}).",
 )
+
+
+def _count_option(name: str, default: int, text: str):
+    """An option taking a whole number of at least 1."""
+    return click.option(
+        name, type=click.IntRange(min=1), default=default, show_default=True, help=text
+    )
 
 
 class _Group(click.Group):
@@ -119,20 +128,15 @@ def study_group() -> None:
 
 
 @study_group.command("run")
-@click.argument("spec_path", type=click.Path())
+@click.argument("spec", metavar="SPEC")
 @click.option("--n-trials", type=click.IntRange(min=1), help="Run at most N trials in this call.")
 @storage_option
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Local worker processes sharing the study.",
-)
+@_count_option("--jobs", 1, "Local worker processes sharing the study.")
 @click.option("--gpus", default=None, metavar="0,1,..", help="One worker per GPU, pinned to it.")
-def study_run(spec_path, n_trials, storage, jobs, gpus) -> None:
-    """Create the study in SPEC_PATH (or resume it) and run trials until its budget is spent."""
-    _, _, code = _run_study(spec_path, storage, n_trials=n_trials, jobs=jobs, gpus=gpus)
+def study_run(spec, n_trials, storage_url, jobs, gpus) -> None:
+    """Create the study of SPEC (a spec file, or a shipped spec's name: `dikd specs`), or
+    resume it, and run trials until its budget is spent."""
+    _, _, code = _run_study(spec, storage_url, n_trials=n_trials, jobs=jobs, gpus=gpus)
     if code:
         sys.exit(1)
 
@@ -144,24 +148,26 @@ def study_run(spec_path, n_trials, storage, jobs, gpus) -> None:
 @click.option("--gpu", default=None, metavar="ID", help="Pin this worker to GPU ID.")
 @click.option("--worker-id", default=None, help="Seeds this worker's sampler (default host-pid).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def worker_command(name, storage, n_trials, gpu, worker_id, quiet) -> None:
+def worker_command(name, storage_url, n_trials, gpu, worker_id, quiet) -> None:
     """Join the existing study NAME from any machine and run its trials."""
     from searcher._worker import run_worker
 
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     sys.exit(
-        run_worker(name, _storage_url(storage), n_trials=n_trials, worker_id=worker_id, quiet=quiet)
+        run_worker(
+            name, _storage_url(storage_url), n_trials=n_trials, worker_id=worker_id, quiet=quiet
+        )
     )
 
 
-def _run_study(spec_path, storage, *, n_trials=None, jobs=1, gpus=None):
+def _run_study(spec_name_or_path, storage_url, *, n_trials=None, jobs=1, gpus=None):
     """Create or resume the study of a spec and run its trials, here or in local workers.
     Returns the study, its spec and the exit code (1 when a worker failed)."""
     from searcher._study import create_or_resume, run_trials
 
-    spec = load_spec(spec_path)
-    url = spec.resolve_storage(storage)
+    spec = load_spec_file(spec_name_or_path)
+    url = spec.resolve_storage(storage_url)
     check_data(spec.train)  # missing data: one line now, not three failed trials
     study = create_or_resume(spec, url)
     click.echo(f"study '{spec.name}' in {mask_password(url)}")
@@ -189,16 +195,16 @@ def _run_study(spec_path, storage, *, n_trials=None, jobs=1, gpus=None):
 
 def _print_show(study: optuna.Study, spec) -> None:
     from searcher._format import show_study
-    from searcher._study import METRIC_NAMES
+    from searcher._record import METRIC_NAMES
 
     click.echo(show_study(study, METRIC_NAMES[spec.objective]))
 
 
 @study_group.command("list")
 @storage_option
-def study_list(storage) -> None:
+def study_list(storage_url) -> None:
     """List the studies in the storage."""
-    url = _storage_url(storage)
+    url = _storage_url(storage_url)
     storage = open_storage(url, create=False)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     click.echo(f"storage {mask_password(url)}: {len(summaries)} studies")
@@ -209,23 +215,17 @@ def study_list(storage) -> None:
 @study_group.command("show")
 @click.argument("name")
 @storage_option
-def study_show(name, storage) -> None:
+def study_show(name, storage_url) -> None:
     """Trials by state, the baseline curve and the Pareto front as tables."""
     from searcher._study import open_study
 
-    study, spec = open_study(name, _storage_url(storage))
+    study, spec = open_study(name, _storage_url(storage_url))
     _print_show(study, spec)
 
 
 @cli.command("confirm")
 @click.argument("name")
-@click.option(
-    "--top",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Confirm the front's K best search trials by effective speedup.",
-)
+@_count_option("--top", 2, "Confirm the front's K best search trials by effective speedup.")
 @click.option(
     "--trial",
     "numbers",
@@ -259,12 +259,14 @@ def study_show(name, storage) -> None:
     help="False-win rate over all looks (default 0.05).",
 )
 @storage_option
-def confirm_command(name, top, numbers, min_seeds, max_seeds, min_saving, alpha, storage) -> None:
+def confirm_command(
+    name, top, numbers, min_seeds, max_seeds, min_saving, alpha, storage_url
+) -> None:
     """Re-train NAME's best candidates and the plain model over fresh paired seeds, scored on
     the test split, until each verdict is win, loss or undecided at --max-seeds."""
     from searcher._study import open_study
 
-    study, spec = open_study(name, _storage_url(storage), heartbeat=True)
+    study, spec = open_study(name, _storage_url(storage_url), heartbeat=True)
     _confirm_study(
         study, spec, list(numbers), top, _settings(min_seeds, max_seeds, min_saving, alpha)
     )
@@ -337,12 +339,12 @@ def _confirm_study(study, spec, numbers, top, settings):
 @click.option("-o", "--output", required=True, type=click.Path(), help="YAML file to write.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @storage_option
-def export_command(name, rule, output, force, storage) -> None:
+def export_command(name, rule, output, force, storage_url) -> None:
     """Export the trial RULE picks as a config `dikd train --config` re-runs."""
     from searcher._export import export_document, write_export
     from searcher._study import open_study
 
-    study, _ = open_study(name, _storage_url(storage))
+    study, _ = open_study(name, _storage_url(storage_url))
     document = export_document(study, rule)
     path = write_export(document, output, overwrite=force)
     m = document["measured"]
@@ -358,14 +360,14 @@ def export_command(name, rule, output, force, storage) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(), help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @storage_option
-def report_command(name, output, force, storage) -> None:
+def report_command(name, output, force, storage_url) -> None:
     """Write one self-contained HTML page of plots for the study."""
     from searcher._report import write_report
     from searcher._study import open_study
 
     if Path(output).exists() and not force:
         raise ConfigError(f"{output} exists; choose another -o path or pass --force to replace it")
-    study, spec = open_study(name, _storage_url(storage))
+    study, spec = open_study(name, _storage_url(storage_url))
     write_report(study, spec, output)
     click.echo(f"report -> {output}")
 
@@ -379,19 +381,17 @@ def report_command(name, output, force, storage) -> None:
     help="Interface to bind; the dashboard has no authentication.",
 )
 @click.option("--port", default=8080, show_default=True, type=int)
-def dashboard_command(storage, host, port) -> None:
+def dashboard_command(storage_url, host, port) -> None:
     """Serve optuna-dashboard on the study storage."""
     from optuna_dashboard import run_server
 
-    url = _storage_url(storage)
+    url = _storage_url(storage_url)
     click.echo(f"optuna-dashboard for {mask_password(url)} on http://{host}:{port}/")
     run_server(open_storage(url, create=False), host=host, port=port)
 
 
 @cli.command("quickstart")
-@click.option(
-    "--spec", "spec_path", default=str(QUICKSTART_SPEC), show_default=True, type=click.Path()
-)
+@click.option("--spec", default="quickstart", show_default=True, help="Spec file or shipped name.")
 @click.option(
     "--out",
     default="quickstart",
@@ -400,25 +400,25 @@ def dashboard_command(storage, host, port) -> None:
     help="Folder for the exported pick and the report.",
 )
 @storage_option
-def quickstart_command(spec_path, out, storage) -> None:
+def quickstart_command(spec, out, storage_url) -> None:
     """The main job: run the quickstart study, confirm its top candidate over fresh seeds,
     export the confirmed winner (or say that none beats training less), write the report."""
     from searcher._export import export_document, write_export
     from searcher._report import write_report
     from searcher._verdict import Settings
 
-    study, spec, _ = _run_study(spec_path, storage)
-    url = spec.resolve_storage(storage)
+    study, study_spec, _ = _run_study(spec, storage_url)
+    url = study_spec.resolve_storage(storage_url)
     click.echo("")
     if study.user_attrs.get(CONFIRM_SETTINGS_ATTR) is None:
         settings = Settings(max_seeds=QUICKSTART_MAX_SEEDS)
     else:
         settings = None  # a resumed quickstart keeps the settings it was confirmed with
-    _confirm_study(study, spec, [], 1, settings)
+    _confirm_study(study, study_spec, [], 1, settings)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.html"
-    write_report(study, spec, report)
+    write_report(study, study_spec, report)
     try:
         document = export_document(study, "auto")
         path = write_export(document, folder / "best.yaml", overwrite=True)
@@ -430,6 +430,9 @@ def quickstart_command(spec_path, out, storage) -> None:
         f"dashboard: .venv/bin/dikd dashboard --storage {mask_password(url)}  "
         "(then open http://127.0.0.1:8080/)"
     )
+
+
+cli.add_command(specs_command)
 
 
 def main() -> None:

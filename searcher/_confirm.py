@@ -21,21 +21,29 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import TrainConfig, TrainResult, check_data, train
-from objectives._errors import ConfigError
+from objectives import ConfigError, TrainConfig, TrainResult, check_data, train
 from searcher._analysis import baselines, derived_metrics, pareto_front
+from searcher._optuna_internals import create_trial_in_storage, storage_trial_id
 from searcher._record import (
     BUDGET_FRACTION,
     CANDIDATE,
     CONFIRM,
     CONFIRM_RUN,
     CONFIRM_SETTINGS_ATTR,
+    FAIL_REASON,
     ROLE,
-    TEST_ACCURACY,
     VERDICT_ATTR,
+    WORKER,
+    accuracy_on_test,
+    budget_fraction,
+    config_attrs,
     is_baseline,
     is_confirm,
+    result_attrs,
     searched,
+    seed_of,
+    stored_config,
+    stored_verdicts,
 )
 from searcher._space import plain_config
 from searcher._spec import StudySpec
@@ -126,7 +134,7 @@ def choose_candidates(
             return derived_metrics(t, trials)["effective_speedup"] or 0.0
 
         chosen = sorted(front, key=lambda t: (-speedup(t), t.number))[:top]
-    curve = {t.user_attrs[BUDGET_FRACTION]: t.values[0] for t in baselines(done.values())}
+    curve = {budget_fraction(t): t.values[0] for t in baselines(done.values())}
     return [Candidate(t, _fractions(t.values[0], curve, spec, settings)) for t in chosen]
 
 
@@ -171,10 +179,8 @@ def seed_results(candidate: Candidate, done: dict[str, FrozenTrial]) -> list[See
         if any(r is None for r in runs):
             return results
         mine, *plain = runs
-        points = tuple((_cost(t), t.user_attrs[TEST_ACCURACY]) for t in plain)
-        results.append(
-            SeedResult(seed, _cost(mine), mine.user_attrs[TEST_ACCURACY], points, points[-1])
-        )
+        points = tuple((_cost(t), accuracy_on_test(t)) for t in plain)
+        results.append(SeedResult(seed, _cost(mine), accuracy_on_test(mine), points, points[-1]))
     return results
 
 
@@ -205,7 +211,7 @@ class _Runner:
     def __init__(self, study: optuna.Study, spec: StudySpec, candidates: list[Candidate]):
         self.study = study
         self.spec = spec
-        self.configs = {c.number: TrainConfig.from_dict(c.trial.user_attrs["train_config"])
+        self.configs = {c.number: TrainConfig.from_dict(stored_config(c.trial))
                         for c in candidates}  # fmt: skip
 
     def config(self, run: Run) -> TrainConfig:
@@ -221,10 +227,8 @@ class _Runner:
             ROLE: CONFIRM,
             CONFIRM_RUN: run.key,
             CANDIDATE: run.candidate,
-            "seed": run.seed,
-            "worker": default_worker_id(),
-            "epochs": config.epochs,
-            "schedule": config.schedule.to_dict(),
+            WORKER: default_worker_id(),
+            **config_attrs(config),
         }
         if run.fraction is not None:
             attrs[BUDGET_FRACTION] = run.fraction
@@ -238,7 +242,7 @@ class _Runner:
     ) -> None:
         configs = [self.config(run) for run in runs]
         trials = [self._claim(run, config) for run, config in zip(runs, configs)]
-        with _heartbeats(self.study, [t._trial_id for t in trials]):
+        with _heartbeats(self.study, [storage_trial_id(t) for t in trials]):
             for index, (run, config, trial) in enumerate(zip(runs, configs, trials)):
                 try:
                     result = train(
@@ -259,28 +263,15 @@ class _Runner:
                         ) from e
                     raise
                 cost = result.train_time_s if self.spec.objective == "wall" else result.flops
-                set_user_attrs(trial, _measured(config, result))
+                set_user_attrs(trial, result_attrs(result))
                 self.study.tell(trial, [cost, result.val_accuracy])
                 if on_run is not None:
                     on_run(run, cost, result)
 
     def _fail(self, trial: optuna.Trial, reason: str) -> None:
         with contextlib.suppress(Exception):  # the storage may be what failed
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(FAIL_REASON, reason)
             self.study.tell(trial, state=TrialState.FAIL)
-
-
-def _measured(config: TrainConfig, result: TrainResult) -> dict[str, Any]:
-    return {
-        "train_config": config.to_dict(),
-        "train_time_s": result.train_time_s,
-        "val_accuracy": result.val_accuracy,
-        TEST_ACCURACY: result.test_accuracy,
-        "test_size": result.test_size,
-        "val_size": result.val_size,
-        "flops": result.flops,
-        "device": result.device,
-    }
 
 
 def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Trial:
@@ -291,8 +282,7 @@ def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Tri
         datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
         system_attrs={}, intermediate_values={}, trial_id=-1,
     )  # fmt: skip
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return optuna.Trial(study, trial_id)
+    return create_trial_in_storage(study, template)
 
 
 @contextlib.contextmanager
@@ -340,7 +330,7 @@ def _next_seed(
     """The missing runs of the first seed that needs work and that no live process is on, and
     whether any seed is left to others."""
     done = completed_runs(trials)
-    busy = {t.user_attrs.get("seed") for t in trials
+    busy = {seed_of(t) for t in trials
             if is_confirm(t) and t.state == TrialState.RUNNING}  # fmt: skip
     wanted = {c.number: _seeds_wanted(sums[c.number], settings) for c in candidates}
     waiting = False
@@ -398,7 +388,7 @@ def store_verdict(
     settings: Settings,
 ) -> None:
     """The verdict as a study attribute (merged with earlier candidates' verdicts)."""
-    verdicts = dict(study.user_attrs.get(VERDICT_ATTR, {}).get("candidates", {}))
+    verdicts = {str(n): v for n, v in stored_verdicts(study).items()}
     for c in candidates:
         summary = sums[c.number]
         verdicts[str(c.number)] = {

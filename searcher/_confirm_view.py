@@ -1,5 +1,5 @@
 """How the verdict is shown: one figure (the report and optuna-dashboard draw it) and, in the
-dashboard, the verdict as the study's note and a note on every baseline and confirmation trial.
+dashboard, the verdict as the study's note and a note on every completed trial.
 """
 
 from __future__ import annotations
@@ -10,19 +10,22 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._analysis import baselines, pareto_front
+from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._confirm import completed_runs
-from searcher._format import describe_schedule, verdict_rows
+from searcher._format import describe_schedule, times_text, verdict_rows
+from searcher._optuna_internals import storage_trial_id
 from searcher._record import (
-    BUDGET_FRACTION,
-    CANDIDATE,
     CONFIRM_RUN,
-    TEST_ACCURACY,
-    VERDICT_ATTR,
+    accuracy_on_test,
+    budget_fraction,
+    candidate_of,
+    epochs_of,
     is_baseline,
     is_confirm,
     searched,
+    seed_of,
     stored_verdicts,
+    verdict_procedure,
 )
 from searcher._spec import StudySpec
 from searcher._verdict import mean_interval
@@ -104,8 +107,8 @@ def _plain_runs_by_seed(trials: list[FrozenTrial]) -> dict[int, list[tuple[float
     """(cost, test accuracy) of the confirmation's plain-model runs, by seed (first of each)."""
     out: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for t in completed_runs(trials).values():
-        if t.user_attrs.get(CANDIDATE) is None:
-            out[t.user_attrs["seed"]].append((t.values[0], t.user_attrs[TEST_ACCURACY]))
+        if candidate_of(t) is None:
+            out[seed_of(t)].append((t.values[0], accuracy_on_test(t)))
     return out
 
 
@@ -127,7 +130,7 @@ def verdict_markdown(study: optuna.Study) -> str:
         "|" + "---|" * len(headers),
         *("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows),
         "",
-        f"Procedure: {study.user_attrs[VERDICT_ATTR]['procedure']}.",
+        f"Procedure: {verdict_procedure(study)}.",
         "",
         "Margin: test accuracy above the plain model at the same cost (same seed). Effective: "
         "the cost the plain model needs for the candidate's accuracy / its cost. The figure "
@@ -136,28 +139,37 @@ def verdict_markdown(study: optuna.Study) -> str:
     return "\n".join(lines)
 
 
-def _trial_note(t: FrozenTrial) -> str | None:
+def _trial_note(t: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
+    """The dashboard's note on a trial: what it is and, for a search trial, what its measured
+    numbers mean against the budget curve (computed now, from every baseline)."""
     if is_baseline(t):
         return (
-            f"**Baseline**: the plain model (no reduced step) for {t.user_attrs.get('epochs')} "
-            f"epochs, {t.user_attrs.get(BUDGET_FRACTION)} of the budget: a point of the budget "
+            f"**Baseline**: the plain model (no reduced step) for {epochs_of(t)} "
+            f"epochs, {budget_fraction(t)} of the budget: a point of the budget "
             "curve every schedule must beat. Never seen by the sampler."
         )
     if is_confirm(t):
         what = (
-            f"search trial {t.user_attrs[CANDIDATE]}"
-            if t.user_attrs.get(CANDIDATE) is not None
-            else f"the plain model at {t.user_attrs.get(BUDGET_FRACTION)} of the epochs"
+            f"search trial {candidate_of(t)}"
+            if candidate_of(t) is not None
+            else f"the plain model at {budget_fraction(t)} of the epochs"
         )
-        accuracy = t.user_attrs.get(TEST_ACCURACY)
+        accuracy = accuracy_on_test(t)
         scored = f"; test accuracy {100 * accuracy:.2f}%" if accuracy is not None else ""
         return (
             f"**Confirmation run** ({t.user_attrs.get(CONFIRM_RUN)}): {what}, re-trained with "
-            f"fresh seed {t.user_attrs.get('seed')}{scored}. Not part of the search: never "
+            f"fresh seed {seed_of(t)}{scored}. Not part of the search: never "
             "seen by the sampler, never on dikd's front (optuna-dashboard's own Pareto plot "
             "draws every completed trial, these included)."
         )
-    return None
+    m = derived_metrics(t, trials)
+    beats = {True: "yes", False: "no", None: "n/a"}[m["beats_curve"]]
+    return (
+        f"**Search trial**: {describe_schedule(t)}. Speedup {times_text(m['speedup'])} over the "
+        f"full baseline, effective speedup {times_text(m['effective_speedup'])} against the budget "
+        f"curve, above the curve: {beats} (one seed, validation split: `dikd confirm` tells "
+        "a win from noise)."
+    )
 
 
 def publish(study: optuna.Study, spec: StudySpec) -> None:
@@ -166,10 +178,13 @@ def publish(study: optuna.Study, spec: StudySpec) -> None:
 
     save_plotly_graph_object(study, verdict_figure(study, spec), graph_object_id=FIGURE_ID)
     save_note(study, verdict_markdown(study))
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        note = _trial_note(t)
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        note = _trial_note(t, trials)
         if note is None:
             continue
-        trial = optuna.Trial(study, t._trial_id)
+        trial = optuna.Trial(study, storage_trial_id(t))
         if get_note(trial) != note:
             save_note(trial, note)

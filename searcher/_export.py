@@ -1,4 +1,5 @@
-"""Export a chosen trial as a config that `dikd train --config` and `Schedule.from_dict` load."""
+"""Export a chosen trial as a config that `dikd train --config` loads (its `train` is a
+TrainConfig, schedule included), with what it measured and what that means."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ from typing import Any
 import optuna
 import yaml
 
-from objectives._errors import ConfigError
+from objectives import ConfigError
 from searcher._analysis import PickError, derived_metrics, pick
 from searcher._confirm import FIRST_SEED
 from searcher._format import verdict_text
-from searcher._record import VERDICT_ATTR, stored_verdicts
+from searcher._record import (
+    DEVICE,
+    FLOPS,
+    REDUCED_FRACTION,
+    TRAIN_TIME_S,
+    VAL_ACCURACY,
+    VERSIONS,
+    stored_config,
+    stored_verdicts,
+    verdict_procedure,
+)
 
-MEASURED_ATTRS = ("train_time_s", "val_accuracy", "flops", "reduced_fraction", "device", "versions")
+MEASURED_ATTRS = (TRAIN_TIME_S, VAL_ACCURACY, FLOPS, REDUCED_FRACTION, DEVICE, VERSIONS)
 AUTO = "auto"
 UNCONFIRMED = (
     "unconfirmed: one seed, scored on the validation split the search selected on; "
@@ -49,14 +60,14 @@ def export_document(study: optuna.Study, rule: str) -> dict[str, Any]:
     metrics = derived_metrics(trial, study.get_trials(deepcopy=False))
     measured = {k: trial.user_attrs.get(k) for k in MEASURED_ATTRS}
     measured.update({k: v for k, v in metrics.items() if v is not None})
-    train = dict(trial.user_attrs["train_config"])
+    train = dict(stored_config(trial))
     verdict = stored_verdicts(study).get(trial.number)
     if verdict is None:
         confirmation: dict[str, Any] = {"status": UNCONFIRMED.format(name=study.study_name)}
     else:
         confirmation = {
             "status": verdict_text(verdict),
-            "procedure": study.user_attrs[VERDICT_ATTR]["procedure"],
+            "procedure": verdict_procedure(study),
             "split": "test",
             **{k: v for k, v in verdict.items() if k not in ("trial",)},
         }
@@ -65,7 +76,6 @@ def export_document(study: optuna.Study, rule: str) -> dict[str, Any]:
         "study": study.study_name,
         "trial": trial.number,
         "rule": rule,
-        "schedule": trial.user_attrs["schedule"],
         "train": train,
         "measured": measured,
         "confirmation": confirmation,

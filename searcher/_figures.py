@@ -3,6 +3,7 @@ parameter importances and each hyperparameter's effect."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import itertools
 import warnings
@@ -15,9 +16,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
-from searcher._analysis import pareto_front
-from searcher._format import accuracy_text, describe_schedule
-from searcher._record import is_baseline
+from searcher._analysis import derived_metrics, pareto_front
+from searcher._format import accuracy_text, describe_schedule, times_text
+from searcher._record import device_of, is_baseline
 from searcher._spec import SEARCHABLE, StudySpec
 
 BASELINE_NAME = "baseline: plain model, fewer epochs"
@@ -51,10 +52,6 @@ class _Labels:
         return f"{value:.4g}{self.unit}"
 
 
-def _times(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
-
-
 def _hover(t: FrozenTrial, m: dict[str, Any], labels: _Labels) -> str:
     beats = {True: "yes", False: "no", None: "n/a"}[m["beats_curve"]]
     if is_baseline(t):
@@ -64,11 +61,27 @@ def _hover(t: FrozenTrial, m: dict[str, Any], labels: _Labels) -> str:
             f"<b>trial {t.number}</b>: {html.escape(describe_schedule(t))}",
             f"{labels.metric}: {labels.cost(t.values[0])}",
             f"accuracy: {accuracy_text(t)}",
-            f"speedup: {_times(m['speedup'])}",
-            f"effective speedup: {_times(m['effective_speedup'])}",
+            f"speedup: {times_text(m['speedup'])}",
+            f"effective speedup: {times_text(m['effective_speedup'])}",
             f"beats the curve: {beats}",
         ]
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Shown:
+    """What the figures show of each completed trial (its derived numbers, its hover text, by
+    trial number) and the study's labels."""
+
+    metrics: dict[int, dict[str, Any]]
+    hover: dict[int, str]
+    labels: _Labels
+
+    @classmethod
+    def of(cls, done: list[FrozenTrial], trials: list[FrozenTrial], labels: _Labels) -> Shown:
+        metrics = {t.number: derived_metrics(t, trials) for t in done}
+        hover = {t.number: _hover(t, metrics[t.number], labels) for t in done}
+        return cls(metrics, hover, labels)
 
 
 def _scatter(
@@ -85,6 +98,13 @@ def _scatter(
         hovertemplate="%{text}<extra></extra>",
         **kwargs,
     )
+
+
+def _cost_accuracy_scatter(
+    trials: list[FrozenTrial], hover: dict[int, str], **kwargs: Any
+) -> go.Scatter:
+    """The trials at (cost, accuracy in %)."""
+    return _scatter(trials, lambda t: t.values[0], lambda t: 100 * t.values[1], hover, **kwargs)
 
 
 def _groups(
@@ -114,28 +134,20 @@ def _groups(
     ]
 
 
-def _pareto_figure(
-    done: list[FrozenTrial],
-    failed: list[FrozenTrial],
-    metrics: dict[int, dict[str, Any]],
-    hover: dict[int, str],
-    labels: _Labels,
-) -> go.Figure:
+def _pareto_figure(done: list[FrozenTrial], failed: list[FrozenTrial], shown: Shown) -> go.Figure:
     fig = go.Figure()
     base = [t for t in done if is_baseline(t)]
-    devices = sorted({str(t.user_attrs.get("device")) for t in base})
+    devices = sorted({str(device_of(t)) for t in base})
     for device, dash in zip(devices, itertools.cycle(("solid", "dot", "dash", "dashdot"))):
         points = sorted(
-            (t for t in base if str(t.user_attrs.get("device")) == device),
+            (t for t in base if str(device_of(t)) == device),
             key=lambda t: t.values[0],
         )
         name = BASELINE_NAME if len(devices) == 1 else f"{BASELINE_NAME} ({device})"
         fig.add_trace(
-            _scatter(
+            _cost_accuracy_scatter(
                 points,
-                lambda t: t.values[0],
-                lambda t: 100 * t.values[1],
-                hover,
+                shown.hover,
                 name=name,
                 mode="lines+markers",
                 line=dict(color=COLORS["baseline"], width=2, dash=dash),
@@ -155,21 +167,12 @@ def _pareto_figure(
     )
     numbers = {t.number for t in front}
     search = [t for t in done if not is_baseline(t)]
-    for name, trials, marker in _groups(search, numbers, metrics):
+    for name, trials, marker in _groups(search, numbers, shown.metrics):
         if trials:
-            fig.add_trace(
-                _scatter(
-                    trials,
-                    lambda t: t.values[0],
-                    lambda t: 100 * t.values[1],
-                    hover,
-                    name=name,
-                    mode="markers",
-                    marker=marker,
-                )
-            )
+            style = dict(name=name, mode="markers", marker=marker)
+            fig.add_trace(_cost_accuracy_scatter(trials, shown.hover, **style))
     notes = []
-    if search and not any(metrics[t.number]["beats_curve"] for t in search):
+    if search and not any(shown.metrics[t.number]["beats_curve"] for t in search):
         notes.append("no trial beats the baseline curve")
     if failed:
         notes.append(
@@ -179,9 +182,10 @@ def _pareto_figure(
     subtitle = f"<br><sup>{'; '.join(notes)}</sup>" if notes else ""
     fig.update_layout(
         title=dict(
-            text=f"{TITLES['pareto']}: {labels.axis} against validation accuracy (%){subtitle}"
+            text=f"{TITLES['pareto']}: {shown.labels.axis} against validation accuracy (%)"
+            + subtitle
         ),
-        xaxis_title=labels.axis,
+        xaxis_title=shown.labels.axis,
         yaxis_title="validation accuracy (%)",
         height=560,
         legend=dict(orientation="h", yanchor="top", y=-0.14, x=0),
@@ -314,26 +318,21 @@ def _param_order(name: str) -> tuple[int, str]:
 
 
 def _params_figure(
-    search: list[FrozenTrial],
-    front: set[int],
-    metrics: dict[int, dict[str, Any]],
-    hover: dict[int, str],
-    labels: _Labels,
-    full_accuracy: float | None,
+    search: list[FrozenTrial], front: set[int], shown: Shown, full_accuracy: float | None
 ) -> go.Figure:
     distributions: dict[str, Any] = {}
     for t in search:
         for name, dist in t.distributions.items():
             distributions.setdefault(name, dist)
     params = sorted(distributions, key=_param_order)
-    has_speedup = any(metrics[t.number]["speedup"] is not None for t in search)
+    has_speedup = any(shown.metrics[t.number]["speedup"] is not None for t in search)
     if has_speedup:
         first_title = "speedup vs full baseline (x)"
 
         def first(t: FrozenTrial) -> float | None:
-            return metrics[t.number]["speedup"]
+            return shown.metrics[t.number]["speedup"]
     else:
-        first_title = labels.axis
+        first_title = shown.labels.axis
 
         def first(t: FrozenTrial) -> float | None:
             return t.values[0]
@@ -352,7 +351,7 @@ def _params_figure(
         def x(t: FrozenTrial, p: str = param, c: bool = categorical) -> Any:
             return str(t.params[p]) if c else t.params[p]
 
-        for name, trials, marker in _groups(have, front, metrics):
+        for name, trials, marker in _groups(have, front, shown.metrics):
             for col, y in ((1, first), (2, lambda t: 100 * t.values[1])):
                 if not trials:
                     continue
@@ -361,7 +360,7 @@ def _params_figure(
                         trials,
                         x,
                         y,
-                        hover,
+                        shown.hover,
                         name=name,
                         mode="markers",
                         marker=marker,

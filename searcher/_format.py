@@ -10,11 +10,15 @@ from optuna.trial import FrozenTrial
 
 from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._record import (
-    VERDICT_ATTR,
     accuracy_standard_error,
+    budget_fraction,
+    epochs_of,
+    fail_reason,
     is_baseline,
+    schedule_of,
     searched,
     stored_verdicts,
+    verdict_procedure,
 )
 
 
@@ -27,10 +31,10 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def describe_schedule(trial: FrozenTrial) -> str:
-    s = trial.user_attrs.get("schedule")
-    epochs = trial.user_attrs.get("epochs")
+    s = schedule_of(trial)
+    epochs = epochs_of(trial)
     if s is None and is_baseline(trial):  # running, or killed
-        return f"baseline, {trial.user_attrs.get('budget_fraction', '?')} of the epochs"
+        return f"baseline, {budget_fraction(trial) or '?'} of the epochs"
     if s is None:  # running, killed, or failed before its schedule was made
         return ", ".join(f"{k}={v}" for k, v in trial.params.items()) or "?"
     if s["policy"] == "none":
@@ -49,6 +53,11 @@ def describe_schedule(trial: FrozenTrial) -> str:
 
 def _fmt(value: float | None, pattern: str) -> str | None:
     return None if value is None else pattern.format(value)
+
+
+def times_text(value: float | None) -> str:
+    """A speedup: "1.23x", or "n/a" when there is none."""
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def accuracy_text(trial: FrozenTrial) -> str:
@@ -118,7 +127,7 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
     failed = [t for t in trials if t.state.name == "FAIL"]
     if failed:
         parts += ["", "failed trials:"]
-        parts += [f"  {t.number}: {t.user_attrs.get('fail_reason', 'unknown')}" for t in failed]
+        parts += [f"  {t.number}: {fail_reason(t) or 'unknown'}" for t in failed]
     return "\n".join(parts)
 
 
@@ -178,7 +187,7 @@ def show_verdicts(study: optuna.Study) -> str | None:
     if not verdicts:
         return None
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    procedure = study.user_attrs[VERDICT_ATTR]["procedure"]
+    procedure = verdict_procedure(study)
     return "\n".join(
         [
             "confirmation (fresh seeds, paired, scored on the test split; margin = accuracy "

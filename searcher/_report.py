@@ -12,11 +12,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._analysis import curve_for, derived_metrics, pareto_front
+from searcher._analysis import curve_for, pareto_front
 from searcher._confirm_view import verdict_figure
 from searcher._figures import (
     TITLES,
-    _hover,
+    Shown,
     _hypervolume_figure,
     _importance_figure,
     _importances,
@@ -25,7 +25,7 @@ from searcher._figures import (
     _pareto_figure,
 )
 from searcher._format import describe_schedule, show_verdicts, table, trial_rows
-from searcher._record import is_baseline, searched
+from searcher._record import device_of, fail_reason, is_baseline, schedule_of, searched
 from searcher._spec import StudySpec
 
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -58,7 +58,7 @@ def _header(
 ) -> str:
     states = Counter(t.state.name.lower() for t in trials)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
-    devices = Counter(str(t.user_attrs["device"]) for t in trials if "device" in t.user_attrs)
+    devices = Counter(str(device_of(t)) for t in trials if device_of(t) is not None)
     device_text = ", ".join(f"{d} ({n} trials)" for d, n in devices.items()) or "none recorded"
     train = spec.train
     facts = [
@@ -93,10 +93,10 @@ def _failed_html(failed: list[FrozenTrial]) -> str:
     for t in failed:
         what = (
             describe_schedule(t)
-            if t.user_attrs.get("schedule")
+            if schedule_of(t)
             else (", ".join(f"{k}={v}" for k, v in t.params.items()) or "no parameters")
         )
-        reason = t.user_attrs.get("fail_reason", "no reason recorded")
+        reason = fail_reason(t) or "no reason recorded"
         items.append(
             f"<li>trial {t.number}: {html.escape(what)}<br><code>{html.escape(reason)}</code></li>"
         )
@@ -123,27 +123,30 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
             parts.append(_failed_html(failed))
         return _page(study.study_name, parts)
 
-    metrics = {t.number: derived_metrics(t, trials) for t in done}
-    hover = {t.number: _hover(t, metrics[t.number], labels) for t in done}
+    shown = Shown.of(done, trials, labels)
     front = pareto_front(done)
     front_numbers = {t.number for t in front}
     search = [t for t in done if not is_baseline(t)]
     figures: list[tuple[str, go.Figure | str]] = []
 
-    figures.append(("pareto-front", _pareto_figure(done, failed, metrics, hover, labels)))
+    figures.append(("pareto-front", _pareto_figure(done, failed, shown)))
     figures.append(("verdict", verdict_figure(study, spec)))
     figures.append(("hypervolume", _hypervolume_figure(done, labels)))
     try:
         figures.append(("importances", _importance_figure(_importances(study, search), labels)))
     except (ValueError, RuntimeError) as e:
         figures.append(("importances", _note(TITLES["importance"], f"Not computed: {e}.")))
-    if search:
+    if any(t.distributions for t in search):
         curve = curve_for(None, trials)
         full_accuracy = curve.full_accuracy if curve is not None else None
-        fig = _params_figure(search, front_numbers, metrics, hover, labels, full_accuracy)
+        fig = _params_figure(search, front_numbers, shown, full_accuracy)
         figures.append(("hyperparameters", fig))
     else:
-        note = "No completed search trial yet: only the baselines have run."
+        note = (
+            "The space searches no hyperparameter: every one is fixed in the spec."
+            if search
+            else "No completed search trial yet: only the baselines have run."
+        )
         figures.append(("hyperparameters", _note(TITLES["params"], note)))
 
     first = True

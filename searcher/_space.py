@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 
 from objectives import Schedule, TrainConfig
-from searcher._record import BUDGET_FRACTION, is_baseline
+from searcher._record import budget_fraction, is_baseline
 from searcher._spec import SEARCHABLE, Choices, FloatRange, IntRange, StudySpec
 
 
@@ -35,14 +35,12 @@ def trial_config(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
     """Sample (or, for an enqueued baseline, fix) the trial's schedule and budget."""
     seed = spec.train.seed
     if is_baseline(trial):
-        return plain_config(spec, trial.user_attrs[BUDGET_FRACTION])
+        return plain_config(spec, budget_fraction(trial))
     space = spec.space
     values = {name: _suggest(trial, name, getattr(space, name)) for name in SEARCHABLE}
     epochs = values.pop("epochs") or spec.train.epochs
-    if values["start"] >= values["end"]:
-        raise ValueError(
-            f"sampled start {values['start']} is not below end {values['end']}; "
-            "narrow the space so that start < end"
-        )
-    schedule = Schedule(**values, seed=seed)
+    try:
+        schedule = Schedule(**values, seed=seed)
+    except ValueError as e:  # a sampled start above a sampled end: the trial fails with this
+        raise ValueError(f"the sampled {e}; narrow the space so that start < end") from None
     return spec.train.model_copy(update={"epochs": epochs, "schedule": schedule})

@@ -18,16 +18,18 @@ from pydantic import (
     model_validator,
 )
 
-from objectives import POLICIES, TrainConfig
-from objectives._errors import ConfigError, describe_validation_error, load_yaml_file
+from objectives import (
+    SCHEDULE_FIELDS,
+    ConfigError,
+    FieldRule,
+    TrainConfig,
+    describe_validation_error,
+    load_yaml_file,
+    window_problem,
+)
 
 DEFAULT_STORAGE = "sqlite:///dikd.db"
 STORAGE_ENV = "DIKD_STORAGE"
-
-# The Schedule fields a spec may search, each with what a value must be.
-SEARCHABLE = (
-    "policy", "frequency", "scale", "kernel_pool", "bn", "start", "end", "lr_scale", "epochs"
-)  # fmt: skip
 
 
 class FloatRange(BaseModel):
@@ -86,79 +88,73 @@ class _Searchable:
 
 Searchable = _Searchable
 
-_ALLOWED = {
-    "policy": set(POLICIES) - {"none"},
-    "bn": {"freeze", "update"},
-    "kernel_pool": {True, False},
+# The Schedule fields a spec may search, in Schedule's order, then the training budget.
+SEARCHABLE: tuple[str, ...] = (
+    *(name for name, rule in SCHEDULE_FIELDS.items() if rule.searchable),
+    "epochs",
+)
+# What the space searches when the spec leaves a field out; any other field is fixed at
+# Schedule's default.
+_SEARCHED_BY_DEFAULT = {
+    "policy": Choices(choices=["stochastic", "deterministic"]),
+    "frequency": FloatRange(low=0.1, high=0.9),
+    "scale": Choices(choices=[2.0, 4.0]),
 }
-_BOUNDS = {
-    "frequency": (0, 1), "scale": (1, 4), "start": (0, 1), "end": (0, 1), "lr_scale": (0.25, 4)
-}  # fmt: skip
 
 
-class SearchSpace(BaseModel):
-    """Each Schedule hyperparameter is either fixed (a plain value) or searched (a range or
-    `choices`). `epochs` searched makes the training budget a dimension of the search."""
+def _problem(rule: FieldRule, value: Any) -> str | None:
+    """What is wrong with a searched Schedule field's value (fixed, range or choices)."""
+    if isinstance(value, FloatRange):
+        if rule.bounds is None:
+            return "takes a value or {choices: [...]}, not a range"
+        values = [value.low, value.high]
+    else:
+        values = value.choices if isinstance(value, Choices) else [value]
+    if rule.name == "policy" and "none" in values:
+        return "'none' is the baseline, which every study trains; search the other policies"
+    return next((p for p in map(rule.problem, values) if p is not None), None)
 
+
+class _SearchSpaceBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    policy: Searchable[Literal["stochastic", "deterministic", "progressive"]] = Choices(
-        choices=["stochastic", "deterministic"]
-    )
-    frequency: Searchable[float] = FloatRange(low=0.1, high=0.9)
-    scale: Searchable[float] = Choices(choices=[2.0, 4.0])
-    kernel_pool: Searchable[bool] = True
-    bn: Searchable[Literal["freeze", "update"]] = "freeze"
-    start: Searchable[float] = 0.0
-    end: Searchable[float] = 1.0
-    lr_scale: Searchable[float] = 1.0
-    epochs: Searchable[int] | None = None  # None: the budget's epochs
-
-    @field_validator(
-        "policy", "frequency", "scale", "kernel_pool", "bn", "start", "end", "lr_scale"
-    )
+    @field_validator("*")
     @classmethod
     def _check_values(cls, value: Any, info: ValidationInfo) -> Any:
-        name = info.field_name
-        values = value.choices if isinstance(value, Choices) else [value]
-        if name in _ALLOWED:
-            bad = [v for v in values if v not in _ALLOWED[name]]
-            if bad:
-                raise ValueError(
-                    f"{bad[0]!r} is not allowed; use {sorted(map(str, _ALLOWED[name]))}"
-                )
-        if name in _BOUNDS:
-            low, high = _BOUNDS[name]
-            ends = [value.low, value.high] if isinstance(value, FloatRange) else values
-            for v in ends:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
-                    raise ValueError(f"{v!r} is outside [{low}, {high}]")
+        rule = SCHEDULE_FIELDS.get(info.field_name)
+        problem = None if rule is None else _problem(rule, value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
-    def _window_can_open(self) -> SearchSpace:
-        if _lowest(self.start) >= _highest(self.end):
-            raise ValueError(
-                "start must be below end for some values of both; the reduction window "
-                "[start, end) is empty everywhere"
-            )
+    def _window_can_open(self) -> _SearchSpaceBase:
+        problem = window_problem(_ends(self.start)[0], _ends(self.end)[1])
+        if problem is not None:
+            raise ValueError(f"lowest {problem} at its highest; lower start or raise end")
         return self
 
 
-def _lowest(value: Any) -> float:
-    return (
-        value.low
-        if isinstance(value, FloatRange)
-        else min(value.choices if isinstance(value, Choices) else [value])
-    )
+SearchSpace = pydantic.create_model(
+    "SearchSpace",
+    __base__=_SearchSpaceBase,
+    __doc__="Each searchable Schedule field is either fixed (a plain value) or searched (a "
+    "range or `choices`). `epochs` searched makes the training budget a dimension of the search.",
+    **{
+        name: (Searchable[rule.kind], _SEARCHED_BY_DEFAULT.get(name, rule.default))
+        for name, rule in SCHEDULE_FIELDS.items()
+        if rule.searchable
+    },
+    epochs=(Searchable[int] | None, None),  # None: the budget's epochs
+)
 
 
-def _highest(value: Any) -> float:
-    return (
-        value.high
-        if isinstance(value, FloatRange)
-        else max(value.choices if isinstance(value, Choices) else [value])
-    )
+def _ends(value: Any) -> tuple[float, float]:
+    """The lowest and highest value a fixed value, a range or choices can take."""
+    if isinstance(value, FloatRange):
+        return value.low, value.high
+    values = value.choices if isinstance(value, Choices) else [value]
+    return min(values), max(values)
 
 
 class SamplerSpec(BaseModel):

@@ -20,8 +20,17 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from objectives._errors import ConfigError
-from searcher._record import CONFIRM, ROLE, is_confirm
+from objectives import ConfigError
+from searcher._optuna_internals import (
+    cache_user_attrs,
+    rdb_models,
+    rdb_session,
+    retry_history,
+    storage_of,
+    storage_study_id,
+    storage_trial_id,
+)
+from searcher._record import CONFIRM, RETRY_HISTORY, RETRY_OF, ROLE, is_confirm
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
@@ -90,8 +99,8 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if is_confirm(trial):
             return  # `dikd confirm` plans its runs from what completed: it re-runs this one
-        history = [*trial.system_attrs.get("retry_history", []), trial.number]
-        trial.user_attrs = {**trial.user_attrs, "retry_of": history[0], "retry_history": history}
+        history = [*retry_history(trial), trial.number]
+        trial.user_attrs = {**trial.user_attrs, RETRY_OF: history[0], RETRY_HISTORY: history}
         super().__call__(study, trial)
 
 
@@ -244,7 +253,7 @@ def error_reason(exc: BaseException) -> str:
 
 
 def rdb_storage(study: optuna.Study) -> RDBStorage | None:
-    storage = getattr(study._storage, "_backend", study._storage)  # Optuna adds a cache layer
+    storage = storage_of(study)
     return storage if isinstance(storage, RDBStorage) else None
 
 
@@ -257,7 +266,7 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 def running_trials_with_heartbeat(study: optuna.Study) -> int:
     """RUNNING trials of the study that have sent a heartbeat: each either finishes or, when its
     worker is dead, becomes stale after the grace period (and is retried)."""
-    from optuna.storages._rdb import models  # Optuna's schema; no public query exists
+    models = rdb_models()
 
     storage = rdb_storage(study)
     if storage is None:
@@ -269,7 +278,7 @@ def running_trials_with_heartbeat(study: optuna.Study) -> int:
                 models.TrialHeartbeatModel,
                 models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id,
             )
-            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.study_id == storage_study_id(study))
             .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING)
             .filter(_not_confirmation(models))
         )
@@ -281,7 +290,7 @@ def fail_trials_without_heartbeat(study: optuna.Study) -> list[int]:
     heartbeat and started over a grace period ago: its worker died between creating it and its
     first heartbeat, and Optuna's stale check, which reads heartbeats, never sees it. Returns
     the numbers of the trials failed."""
-    from optuna.storages._rdb import models  # Optuna's schema; no public query exists
+    models = rdb_models()
 
     storage = rdb_storage(study)
     if storage is None or storage.get_heartbeat_interval() is None:
@@ -292,7 +301,7 @@ def fail_trials_without_heartbeat(study: optuna.Study) -> list[int]:
         silent = [
             row.trial_id
             for row in session.query(models.TrialModel.trial_id)
-            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.study_id == storage_study_id(study))
             .filter(models.TrialModel.state == TrialState.RUNNING)
             .filter(
                 ~sqlalchemy.exists().where(
@@ -329,7 +338,7 @@ def count_trials(
     """How many of the study's search trials (baselines included, confirmation runs not) are in
     `states` (and numbered below `below_number`): one COUNT query, where loading every trial
     would cost tens of milliseconds at 1,000 trials."""
-    from optuna.storages._rdb import models  # Optuna's schema; no public count by state exists
+    models = rdb_models()
 
     storage = rdb_storage(study)
     if storage is None:
@@ -340,7 +349,7 @@ def count_trials(
     with storage.scoped_session() as session:
         query = (
             session.query(sqlalchemy.func.count(models.TrialModel.trial_id))
-            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.study_id == storage_study_id(study))
             .filter(models.TrialModel.state.in_(states))
             .filter(_not_confirmation(models))
         )
@@ -360,9 +369,9 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """
     storage = rdb_storage(trial.study)
     try:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
         from sqlalchemy.dialects import postgresql, sqlite
+
+        models = rdb_models()
 
         insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[storage.engine.name]
     except (ImportError, KeyError, AttributeError):
@@ -371,18 +380,18 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         return
     table = models.TrialUserAttributeModel
     rows = [
-        {"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
+        {"trial_id": storage_trial_id(trial), "key": key, "value_json": json.dumps(value)}
         for key, value in attrs.items()
     ]
     statement = insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=["trial_id", "key"], set_={"value_json": statement.excluded.value_json}
     )
-    with _create_scoped_session(storage.scoped_session) as session:
-        state = models.TrialModel.find_or_raise_by_id(trial._trial_id, session).state
-        storage.check_trial_is_updatable(trial._trial_id, state)
+    with rdb_session(storage) as session:
+        state = models.TrialModel.find_or_raise_by_id(storage_trial_id(trial), session).state
+        storage.check_trial_is_updatable(storage_trial_id(trial), state)
         session.execute(statement, rows)
-    trial._cached_frozen_trial.user_attrs.update(attrs)
+    cache_user_attrs(trial, attrs)
 
 
 def study_names(storage: RDBStorage) -> list[str]:

@@ -15,10 +15,23 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from objectives import TrainResult, train
-from objectives._errors import ConfigError
-from searcher._analysis import baselines, metrics_for
-from searcher._record import BASELINE, BUDGET_FRACTION, CONFIRM, ROLE, SEARCH, VAL_SIZE, is_baseline
+from objectives import ConfigError, TrainResult, train
+from searcher._optuna_internals import FilteredStudy, is_tell_of_finished_trial
+from searcher._record import (
+    BASELINE,
+    BUDGET_FRACTION,
+    FAIL_REASON,
+    METRIC_NAMES,
+    OVER_BUDGET,
+    ROLE,
+    SEARCH,
+    VAL_ACCURACY,
+    budget_fraction,
+    config_attrs,
+    is_baseline,
+    is_search,
+    result_attrs,
+)
 from searcher._space import baseline_epochs, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
@@ -34,7 +47,6 @@ from searcher._storage import (
 
 SPEC_ATTR = "dikd_spec"
 CREATED_ATTR = "dikd_created_at"
-METRIC_NAMES = {"wall": "train_time_s", "flops": "train_flops"}
 
 
 class StudyMismatchError(ConfigError):
@@ -67,26 +79,10 @@ def _sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
     return SearchTrialsSampler(base_sampler(spec, seed))
 
 
-class _SearchTrialsView:
+def _search_trials_view(study: optuna.Study) -> FilteredStudy:
     """A study as a sampler should see it: its search trials, without baselines and
     confirmation runs (running search trials carry no role yet)."""
-
-    def __init__(self, study: optuna.Study) -> None:
-        self._study = study
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _get_trials(self, deepcopy=True, states=None, use_cache=False):
-        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return [t for t in trials if t.user_attrs.get(ROLE) not in (BASELINE, CONFIRM)]
-
-    def get_trials(self, deepcopy=True, states=None):
-        return self._get_trials(deepcopy=deepcopy, states=states)
-
-    @property
-    def trials(self):
-        return self.get_trials()
+    return FilteredStudy(study, is_search)
 
 
 class SearchTrialsSampler(optuna.samplers.BaseSampler):
@@ -98,20 +94,20 @@ class SearchTrialsSampler(optuna.samplers.BaseSampler):
         self.sampler = sampler
 
     def infer_relative_search_space(self, study, trial):
-        return self.sampler.infer_relative_search_space(_SearchTrialsView(study), trial)
+        return self.sampler.infer_relative_search_space(_search_trials_view(study), trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self.sampler.sample_relative(_SearchTrialsView(study), trial, search_space)
+        return self.sampler.sample_relative(_search_trials_view(study), trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        view = _SearchTrialsView(study)
+        view = _search_trials_view(study)
         return self.sampler.sample_independent(view, trial, param_name, param_distribution)
 
     def before_trial(self, study, trial):
-        self.sampler.before_trial(_SearchTrialsView(study), trial)
+        self.sampler.before_trial(_search_trials_view(study), trial)
 
     def after_trial(self, study, trial, state, values):
-        self.sampler.after_trial(_SearchTrialsView(study), trial, state, values)
+        self.sampler.after_trial(_search_trials_view(study), trial, state, values)
 
     def reseed_rng(self) -> None:
         self.sampler.reseed_rng()
@@ -216,11 +212,11 @@ def baseline_fractions(spec: StudySpec) -> list[float]:
 def _set_up(study: optuna.Study, spec: StudySpec) -> None:
     """The baselines first and the spec last: a study with its spec attribute is complete.
     Finishes the set-up of a study whose creator stopped half-way (its baselines are kept)."""
-    present = {t.user_attrs.get(BUDGET_FRACTION) for t in study.get_trials(deepcopy=False)}
+    present = {budget_fraction(t) for t in study.get_trials(deepcopy=False)}
     for fraction in baseline_fractions(spec):
         if fraction not in present:
             study.enqueue_trial({}, user_attrs={ROLE: BASELINE, BUDGET_FRACTION: fraction})
-    study.set_metric_names([METRIC_NAMES[spec.objective], "val_accuracy"])
+    study.set_metric_names([METRIC_NAMES[spec.objective], VAL_ACCURACY])
     study.set_user_attr(CREATED_ATTR, time.time())
     study.set_user_attr(SPEC_ATTR, spec.stored_form())
 
@@ -287,60 +283,6 @@ def _wait_for_running(study: optuna.Study, spec: StudySpec) -> bool:
     return False
 
 
-class _Baselines:
-    """The study's completed baselines, reloaded only until all of them have finished (then
-    they never change, and loading every trial of a large study costs tens of milliseconds)."""
-
-    def __init__(self, spec: StudySpec) -> None:
-        self.expected = len(baseline_fractions(spec))
-        self.trials: list[optuna.trial.FrozenTrial] = []
-
-    def get(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-        if len(self.trials) < self.expected:
-            self.trials = baselines(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        return self.trials
-
-
-def _record_result(
-    trial: optuna.Trial,
-    config,
-    result: TrainResult,
-    cost: float,
-    baselines: list,
-    attrs: dict[str, Any],
-) -> None:
-    """The trial's measured numbers with `attrs` (its role and schedule), and its speedups
-    against the baselines finished so far (`study show`, `export` and the report recompute
-    those from all baselines)."""
-    derived = metrics_for(
-        cost,
-        result.val_accuracy,
-        device=result.device,
-        is_baseline=is_baseline(trial),
-        trials=baselines,
-    )
-    attrs = {
-        **attrs,
-        "train_config": config.to_dict(),
-        "train_time_s": result.train_time_s,
-        "val_accuracy": result.val_accuracy,
-        "flops": result.flops,
-        "reduced_fraction": result.reduced_fraction,
-        "reduced_steps": result.reduced_steps,
-        "total_steps": result.total_steps,
-        "device": result.device,
-        VAL_SIZE: result.val_size,
-        "versions": result.versions,
-        "seed": config.seed,
-        "history": [
-            {"epoch": e.epoch, "time_s": e.time_s, "loss": e.loss, "val_accuracy": e.val_accuracy}
-            for e in result.history
-        ],
-        **derived,
-    }
-    set_user_attrs(trial, attrs)
-
-
 @dataclasses.dataclass
 class TrialOutcome:
     """How a trial of this process ended, kept by the objective so that run_trials never reads
@@ -358,7 +300,6 @@ class _Objective:
     def __init__(self, spec: StudySpec, on_epoch: Callable[[int, int], None] | None) -> None:
         self.spec = spec
         self.on_epoch = on_epoch
-        self.baselines = _Baselines(spec)
         self.outcome: TrialOutcome | None = None
 
     def objective(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -371,14 +312,14 @@ class _Objective:
             if earlier >= spec.n_trials:
                 # Another worker took the last trial of the budget while this one was asked for.
                 self.outcome = TrialOutcome(trial.number, TrialState.PRUNED, over_budget=True)
-                trial.set_user_attr("over_budget", True)
+                trial.set_user_attr(OVER_BUDGET, True)
                 raise optuna.TrialPruned("the study's trial budget was already used")
         # What the trial tries is written with its result or its failure, in one write; while
         # it runs, its parameters (or a baseline's role) say what it is.
         attrs: dict[str, Any] = {} if ROLE in trial.user_attrs else {ROLE: SEARCH}
         try:
             config = trial_config(trial, spec)
-            attrs.update(schedule=config.schedule.to_dict(), epochs=config.epochs)
+            attrs.update(config_attrs(config))
 
             def report(epoch: int, _result: TrainResult) -> bool:
                 if self.on_epoch is not None:
@@ -387,11 +328,11 @@ class _Objective:
 
             result = train(config, on_epoch=report)
             cost = result.train_time_s if spec.objective == "wall" else result.flops
-            _record_result(trial, config, result, cost, self.baselines.get(trial.study), attrs)
+            set_user_attrs(trial, {**attrs, **result_attrs(result)})
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
             reason = f"{type(e).__name__}: {e}"
             self.outcome.fail_reason = reason
-            set_user_attrs(trial, {**attrs, "fail_reason": reason})
+            set_user_attrs(trial, {**attrs, FAIL_REASON: reason})
             raise
         self.outcome = TrialOutcome(trial.number, TrialState.COMPLETE)
         return cost, result.val_accuracy
@@ -416,8 +357,8 @@ def run_trials(
         objective.outcome = None
         try:
             study.optimize(objective.objective, n_trials=1, catch=(Exception,))
-        except ValueError as e:  # Optuna: "Cannot tell a FAIL trial."
-            if not str(e).startswith("Cannot tell a"):
+        except (ValueError, AssertionError) as e:  # Optuna: "Cannot tell a FAIL trial."
+            if not is_tell_of_finished_trial(e):
                 raise
             # This trial's heartbeats came later than the grace period, so another worker
             # failed it as stale and queued its retry: carry on with the next trial.

@@ -9,16 +9,35 @@ TINY_TRAIN = {
     "batch_size": 64,
 }
 
+# The schedule space most tests search: two policies, a frequency range, two scales.
+TINY_SPACE = {
+    "policy": {"choices": ["stochastic", "deterministic"]},
+    "frequency": {"low": 0.2, "high": 0.8},
+    "scale": {"choices": [2.0, 4.0]},
+}
+
+
+def tiny_spec(name: str, **changes) -> dict:
+    """A study spec of tiny training: the plain model at half and the full budget, TINY_SPACE,
+    a seeded random sampler, 3 trials; `changes` replace top-level keys."""
+    spec = {
+        "name": name,
+        "train": TINY_TRAIN,
+        "baseline": {"fractions": [0.5, 1.0]},
+        "space": TINY_SPACE,
+        "sampler": {"name": "random", "seed": 0},
+        "n_trials": 3,
+    }
+    return {**spec, **changes}
+
+
 # A study whose only search trial is the null schedule: scale 1 reduces nothing, so the
 # "schedule" is the plain model at the full budget, and a confirmation must never call it a win.
-NULL_SPEC = {
-    "name": "null",
-    "train": {**TINY_TRAIN, "val_size": 500},
-    "baseline": {"fractions": [0.5, 1.0]},
-    "space": {"policy": "deterministic", "frequency": 0.5, "scale": 1.0, "kernel_pool": False},
-    "sampler": {"name": "random", "seed": 0},
-    "n_trials": 3,
-}
+NULL_SPEC = tiny_spec(
+    "null",
+    train={**TINY_TRAIN, "val_size": 500},
+    space={"policy": "deterministic", "frequency": 0.5, "scale": 1.0, "kernel_pool": False},
+)
 NULL_TRIAL = 2  # the search trial, after the two baselines
 
 

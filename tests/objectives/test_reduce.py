@@ -272,3 +272,24 @@ def test_a_centred_blob_stays_centred_through_a_stack_of_reduced_layers() -> Non
         out = stack(x)[0, 0]
     row, col = _centre_of_mass(out)
     assert abs(row - 7.5) < 0.1 and abs(col - 7.5) < 0.1  # one-sided padding would drift 3 px
+
+
+def test_reduced_takes_how_the_small_kernel_is_derived() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    x = downsample(torch.randn(1, 2, 8, 8), 2.0)
+    asked = []
+
+    def corner_taps(weight, size):
+        asked.append(tuple(size))
+        return weight[..., ::2, ::2]
+
+    with reduced(conv, 2.0, derive_kernel=corner_taps):
+        out = conv(x)
+    out.sum().backward()
+    assert asked == [(2, 2)]
+    # The same padding as for the pooled kernel: one pixel, at the end for the first conv.
+    expected = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight[..., ::2, ::2])
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert conv.weight.grad[..., 1, :].abs().sum() == 0  # only the corner taps were used
+    assert conv.weight.grad[..., ::2, ::2].abs().sum() > 0

@@ -5,19 +5,13 @@ from __future__ import annotations
 import optuna
 import pytest
 from optuna.trial import TrialState
-from tiny import TINY_TRAIN, stand_in_result
+from tiny import TINY_TRAIN, stand_in_result, tiny_spec
 
 from searcher import _study
 from searcher._spec import parse_spec
 from searcher._study import _Objective, budget_left, create_or_resume, run_trials
 
-SPEC = {
-    "name": "budget",
-    "train": TINY_TRAIN,
-    "baseline": {"fractions": [0.5, 1.0]},
-    "sampler": {"name": "random", "seed": 0},
-    "n_trials": 3,
-}
+SPEC = tiny_spec("budget")
 
 
 @pytest.fixture(autouse=True)

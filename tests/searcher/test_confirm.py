@@ -17,7 +17,15 @@ from tiny import NULL_TRIAL, make_confirmed_study, run_null_study
 from searcher._analysis import pareto_front
 from searcher._cli import cli
 from searcher._confirm import FIRST_SEED, choose_candidates, confirm, stored_settings
-from searcher._record import CANDIDATE, CONFIRM_RUN, TEST_ACCURACY, is_confirm, stored_verdicts
+from searcher._record import (
+    CANDIDATE,
+    CONFIRM_RUN,
+    TEST_ACCURACY,
+    WORKER,
+    is_confirm,
+    seed_of,
+    stored_verdicts,
+)
 from searcher._spec import STORAGE_ENV
 from searcher._storage import count_trials
 from searcher._study import BUDGET_STATES, open_study
@@ -150,7 +158,7 @@ def test_two_processes_share_one_confirmation(tmp_path) -> None:
     assert first.returncode == 0 and second.returncode == 0, (out, second.stdout, second.stderr)
     done = [t for t in _confirm_runs(study) if t.state == TrialState.COMPLETE]
     assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 9
-    workers = {t.user_attrs["worker"] for t in done}
+    workers = {t.user_attrs[WORKER] for t in done}
     assert len(workers) == 2  # both trained
-    for seed in {t.user_attrs["seed"] for t in done}:  # a seed's runs stay on one worker
-        assert len({t.user_attrs["worker"] for t in done if t.user_attrs["seed"] == seed}) == 1
+    for seed in {seed_of(t) for t in done}:  # a seed's runs stay on one worker
+        assert len({t.user_attrs[WORKER] for t in done if seed_of(t) == seed}) == 1

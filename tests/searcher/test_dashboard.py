@@ -354,3 +354,5 @@ def test_browser_shows_the_verdict_note_and_figure(tmp_path_factory, monkeypatch
             assert text.startswith("**Baseline**")
         elif role == "confirm":
             assert text.startswith("**Confirmation run**")
+        else:  # a search trial: its speedups, computed when the note was written
+            assert text.startswith("**Search trial**") and "effective speedup" in text

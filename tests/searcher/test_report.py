@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from tiny import stand_in_result
+from tiny import stand_in_result, tiny_spec
 
 from objectives import TrainConfig, TrainResult
 from searcher import _study
@@ -20,18 +20,7 @@ from searcher._figures import hypervolume_2d
 from searcher._report import build_report, write_report
 from searcher._spec import StudySpec, parse_spec
 
-SPEC = {
-    "name": "report",
-    "train": {"model": "resnet20", "data": "fashion-mnist", "epochs": 2, "batch_size": 64},
-    "baseline": {"fractions": [0.5, 1.0]},
-    "space": {
-        "policy": {"choices": ["stochastic", "deterministic"]},
-        "frequency": {"low": 0.2, "high": 0.8},
-        "scale": {"choices": [2.0, 4.0]},
-    },
-    "sampler": {"name": "random", "seed": 3},
-    "n_trials": 10,
-}
+SPEC = tiny_spec("report", sampler={"name": "random", "seed": 3}, n_trials=10)
 TITLES = [
     "Pareto front",
     "Hypervolume after each completed trial",

@@ -4,22 +4,13 @@ would empty the intersection search space that multivariate TPE, GP and NSGA-II 
 from __future__ import annotations
 
 import pytest
+from tiny import tiny_spec
 
 from objectives import TrainConfig, TrainResult
 from searcher import _study
 from searcher._spec import parse_spec
 
-SPEC = {
-    "name": "sampler",
-    "train": {"model": "resnet20", "epochs": 2},
-    "baseline": {"fractions": [0.5, 1.0]},
-    "space": {
-        "policy": {"choices": ["stochastic", "deterministic"]},
-        "frequency": {"low": 0.2, "high": 0.8},
-        "scale": {"choices": [2.0, 4.0]},
-    },
-    "n_trials": 20,
-}
+SPEC = tiny_spec("sampler", n_trials=20)
 
 
 def stand_in_train(config: TrainConfig, on_epoch=None) -> TrainResult:

@@ -12,28 +12,21 @@ import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
-from tiny import TINY_TRAIN
+from tiny import tiny_spec
 
 from objectives import Schedule, load_train_config, train
+from searcher._analysis import derived_metrics
 from searcher._cli import cli
+from searcher._record import SEARCH, budget_fraction, epochs_of, is_baseline, role, schedule_of
 
-TINY_SPEC = {
-    "name": "tiny",
-    "train": TINY_TRAIN,
-    "baseline": {"fractions": [0.5, 1.0]},
-    "space": {
-        "policy": {"choices": ["stochastic", "deterministic"]},
-        "frequency": {"low": 0.2, "high": 0.8},
-        "scale": {"choices": [2.0, 4.0]},
-    },
-    "sampler": {"name": "tpe", "seed": 1},
-    "n_trials": 7,
-}
+TINY_SPEC = tiny_spec("tiny", sampler={"name": "tpe", "seed": 1}, n_trials=7)
 
+# What a completed trial stores: what it trained (once) and what it measured; speedups are
+# computed when read.
 TRIAL_ATTRS = {
-    "schedule", "speedup", "accuracy_change_pp", "effective_speedup", "flops",
-    "reduced_fraction", "device", "versions", "seed", "history", "train_time_s",
+    "train_config", "flops", "reduced_fraction", "device", "versions", "history", "train_time_s",
 }  # fmt: skip
+DERIVED_ATTRS = {"speedup", "accuracy_change_pp", "effective_speedup", "beats_curve"}
 
 
 def dikd_in_process(*args: str, cwd: Path) -> click.testing.Result:
@@ -86,17 +79,18 @@ def test_run_completes_baseline_curve_and_search_trials(ran_study):
     trials = load(storage).get_trials()
     assert len(trials) == 7
     assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in trials)
-    baselines = [t for t in trials if t.user_attrs["role"] == "baseline"]
-    assert sorted(t.user_attrs["budget_fraction"] for t in baselines) == [0.5, 1.0]
-    assert sorted(t.user_attrs["epochs"] for t in baselines) == [1, 2]
-    search = [t for t in trials if t.user_attrs["role"] == "search"]
+    baselines = [t for t in trials if is_baseline(t)]
+    assert sorted(budget_fraction(t) for t in baselines) == [0.5, 1.0]
+    assert sorted(epochs_of(t) for t in baselines) == [1, 2]
+    search = [t for t in trials if role(t) == SEARCH]
     assert len(search) == 5
     for t in search:
         assert TRIAL_ATTRS <= set(t.user_attrs), TRIAL_ATTRS - set(t.user_attrs)
-        Schedule.from_dict(t.user_attrs["schedule"])
-        assert t.user_attrs["speedup"] == pytest.approx(
-            next(b.values[0] for b in baselines if b.user_attrs["budget_fraction"] == 1.0)
-            / t.values[0]
+        assert not DERIVED_ATTRS & set(t.user_attrs)
+        assert "schedule" not in t.user_attrs  # stored once, inside train_config
+        Schedule.from_dict(schedule_of(t))
+        assert derived_metrics(t, trials)["speedup"] == pytest.approx(
+            next(b.values[0] for b in baselines if budget_fraction(b) == 1.0) / t.values[0]
         )
     assert load(storage).metric_names == ["train_time_s", "val_accuracy"]
     assert "Pareto front" in second.stdout and "baseline budget curve" in second.stdout
@@ -131,10 +125,10 @@ def test_export_rules_write_a_loadable_config(ran_study, rule):
         return
     assert done.returncode == 0, done.stderr
     document = yaml.safe_load(out.read_text())
-    Schedule.from_dict(document["schedule"])
+    assert "schedule" not in document  # written once, in the training config
     config = load_train_config(out)
-    assert config.schedule == Schedule.from_dict(document["schedule"])
-    assert {"train_time_s", "val_accuracy"} <= set(document["measured"])
+    assert config.schedule == Schedule.from_dict(document["train"]["schedule"])
+    assert {"train_time_s", "val_accuracy", "speedup"} <= set(document["measured"])
     if rule == "trial:3":
         assert document["trial"] == 3
 
