@@ -12,7 +12,6 @@ seeds, accuracy minus the curve at the same time, time to reach the full baselin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 from pathlib import Path
@@ -22,7 +21,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-import objectives._reduce
 from objectives import Schedule, TrainConfig, train
 from searcher import BudgetCurve
 
@@ -99,20 +97,9 @@ def _corner_kernel(weight, size):
 KERNEL_DERIVATIONS = {"uniform grad": _uniform_grad_kernel, "corner taps": _corner_kernel}
 
 
-@contextlib.contextmanager
 def kernel_derivation(variant: str):
-    """Swap `reduced`'s kernel pooling for the derivation a variant's name asks for.
-
-    `reduced(..., derive_kernel=...)` takes the derivation as a parameter; `train` does not pass
-    one through yet (objectives/_step.py), so this still swaps the default it falls back to."""
-    chosen = next((f for key, f in KERNEL_DERIVATIONS.items() if key in variant), None)
-    original = objectives._reduce.pool_kernel
-    if chosen is not None:
-        objectives._reduce.pool_kernel = chosen
-    try:
-        yield
-    finally:
-        objectives._reduce.pool_kernel = original
+    """The kernel derivation a variant's name asks for; None: `reduced`'s own (`pool_kernel`)."""
+    return next((f for key, f in KERNEL_DERIVATIONS.items() if key in variant), None)
 
 
 def base_config(args) -> TrainConfig:
@@ -125,8 +112,8 @@ def base_config(args) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
-def run(config: TrainConfig) -> dict:
-    result = train(config)
+def run(config: TrainConfig, derive_kernel=None) -> dict:
+    result = train(config, derive_kernel=derive_kernel)
     cumulative, times = 0.0, []
     for record in result.history:
         cumulative += record.time_s
@@ -153,8 +140,7 @@ def run_all(args, base: TrainConfig) -> dict[str, list[dict]]:
         for name in args.variants:
             schedule = Schedule(**VARIANTS[name], seed=seed)
             config = base.model_copy(update={"schedule": schedule, "seed": seed})
-            with kernel_derivation(name):
-                rows.setdefault(name, []).append(run(config))
+            rows.setdefault(name, []).append(run(config, kernel_derivation(name)))
         print(f"seed {seed} done", flush=True)
     return rows
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from objectives import Schedule, TrainConfig, build_model, resolve_device
-from objectives._train import _Stepper, _sync
+from objectives._step import _Stepper, _sync
 
 VARIANTS = [  # (name, scale, kernel_pool)
     ("full", 1.0, True),

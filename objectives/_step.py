@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from objectives._config import TrainConfig, TrainResult
 from objectives._models import build_model
 from objectives._reduce import (
+    KernelDerivation,
     batch_norms,
     downsample,
     pooled_kernel_size,
@@ -26,8 +27,15 @@ from objectives._reduce import (
 class _Stepper:
     """Runs one full or reduced forward pass of the model: the method's whole footprint."""
 
-    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        device: torch.device,
+        derive_kernel: KernelDerivation | None = None,
+    ) -> None:
         self.model = model
+        self.derive_kernel = derive_kernel  # how reduced steps pool kernels; None: pool_kernel
         self.reused = False  # whether the compiled steps come from an earlier run
         self.schedule = config.schedule
         self.autocast = torch.autocast(
@@ -62,7 +70,13 @@ class _Stepper:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast:
             if scale > 1.0:
-                with reduced(self.model, scale, self.schedule.kernel_pool, self.schedule.bn):
+                with reduced(
+                    self.model,
+                    scale,
+                    self.schedule.kernel_pool,
+                    self.schedule.bn,
+                    derive_kernel=self.derive_kernel,
+                ):
                     out = model(x)
             else:
                 out = model(x)
@@ -77,7 +91,11 @@ _kept: tuple[tuple, _Stepper] | None = None
 
 
 def prepared_stepper(
-    config: TrainConfig, num_classes: int, in_channels: int, device: torch.device
+    config: TrainConfig,
+    num_classes: int,
+    in_channels: int,
+    device: torch.device,
+    derive_kernel: KernelDerivation | None = None,
 ) -> _Stepper:
     """A stepper with a new model (drawn from torch's global generator, which `train` seeds);
     with `compile`, the process's compiled one when it fits this config, its parameters and
@@ -88,11 +106,11 @@ def prepared_stepper(
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     if not config.compile:
-        return _Stepper(model, config, device)
+        return _Stepper(model, config, device, derive_kernel)
     key = (
         config.model, num_classes, in_channels, str(device), config.channels_last,
         config.bf16, config.compile_mode, config.label_smoothing,
-        config.schedule.kernel_pool, config.schedule.bn,
+        config.schedule.kernel_pool, config.schedule.bn, derive_kernel,
     )  # fmt: skip
     if _kept is not None and _kept[0] == key:
         stepper = _kept[1]
@@ -102,7 +120,7 @@ def prepared_stepper(
         stepper.reused = True
         return stepper
     _kept = None  # the old graphs and their memory go before the new ones are made
-    stepper = _Stepper(model, config, device)
+    stepper = _Stepper(model, config, device, derive_kernel)
     _kept = (key, stepper)
     return stepper
 

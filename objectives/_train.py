@@ -22,6 +22,7 @@ from objectives._errors import (
     ConfigError,
     NonFiniteLossError,
 )
+from objectives._reduce import KernelDerivation
 from objectives._step import (
     _as_scored,
     _count_flops,
@@ -132,10 +133,16 @@ def check_data(config: TrainConfig) -> None:
 OnEpoch = Callable[[int, TrainResult], bool | None]
 
 
-def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    on_epoch: OnEpoch | None = None,
+    *,
+    derive_kernel: KernelDerivation | None = None,
+) -> TrainResult:
     """Train `config.model` on `config.data` with `config.schedule`; return the measured result.
 
     `on_epoch(epoch, result_so_far)` is called after each epoch; returning True ends the run.
+    `derive_kernel` replaces how reduced steps pool a kernel (`pool_kernel`; see `reduced`).
     Raises NonFiniteLossError when the loss stops being finite.
     """
     device = resolve_device(config.device)
@@ -143,7 +150,10 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
     data = _load_data(config, device)
-    stepper = prepared_stepper(config, data.info.num_classes, data.info.in_channels, device)
+    info = data.info
+    stepper = prepared_stepper(
+        config, info.num_classes, info.in_channels, device, derive_kernel=derive_kernel
+    )
     model = stepper.model
     optimizer = torch.optim.SGD(
         model.parameters(),
