@@ -202,3 +202,11 @@ def test_progressive_with_a_ramp_shorter_than_two_steps() -> None:
 def test_a_ramp_within_a_millionth_of_full_resolution_is_a_full_step() -> None:
     assert _scales(Schedule("progressive", frequency=0.0, scale=1.0000005), 4) == [1.0] * 4
     assert _scales(Schedule("progressive", frequency=0.0, scale=1.00001), 2)[0] == 1.00001
+
+
+def test_unknown_fields_are_listed_with_the_allowed_ones() -> None:
+    with pytest.raises(ValueError) as info:
+        Schedule.from_dict({"policy": "none", "speed": 3, "volume": 1})
+    assert str(info.value).startswith(
+        "unknown schedule field(s) speed, volume; allowed: bn, end, frequency, kernel_pool, "
+    )

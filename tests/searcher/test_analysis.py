@@ -226,3 +226,50 @@ def test_the_knee_of_a_short_front_is_its_most_accurate_point() -> None:
 def test_completed_lists_only_the_completed_trials() -> None:
     study = make_study(create_trial(state=TrialState.FAIL, user_attrs={"role": "search"}))
     assert [t.number for t in completed(study)] == [0, 1, 2]
+
+
+def test_the_knee_is_measured_in_units_normalised_by_the_fronts_spans() -> None:
+    # In seconds and fractions the knee would be another point: each axis is scaled to [0, 1].
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.add_trials([search(8.0, 0.61), search(27.0, 0.62), search(34.0, 0.63),
+                      search(43.0, 0.66)])  # fmt: skip
+    assert pick(study, "knee").number == 2
+    two = optuna.create_study(directions=["minimize", "maximize"])
+    two.add_trials([search(40.0, 0.9), search(10.0, 0.7)])
+    assert pick(two, "knee").number == 0  # a front of two: its more accurate end
+
+
+def test_a_baseline_never_beats_the_curve_even_before_it_is_part_of_it() -> None:
+    # A baseline is recorded against the baselines finished before it: far above their curve,
+    # it is still not a schedule that beats it.
+    fast = baseline(2.0, 0.80, 0.5)
+    metrics = derived_metrics(fast, make_study().trials)
+    assert metrics["effective_speedup"] == pytest.approx(10.0) and metrics["beats_curve"] is False
+    schedule = derived_metrics(search(2.0, 0.80), make_study().trials)
+    assert schedule["beats_curve"] is True
+
+
+def test_fastest_within_takes_the_cheapest_trial_that_beats_the_curve() -> None:
+    study = make_study(search(25.0, 0.845), search(30.0, 0.84))  # both beat it
+    assert pick(study, "fastest-within:2").number == 3
+
+
+def test_fastest_within_names_the_cheapest_baseline_within_the_margin() -> None:
+    study = optuna.create_study(directions=["minimize", "maximize"], study_name="s")
+    study.add_trials([baseline(40.0, 0.85, 1.0), baseline(20.0, 0.80, 0.5),
+                      baseline(10.0, 0.79, 0.25), baseline(15.0, 0.82, 0.4),
+                      search(30.0, 0.70)])  # fmt: skip
+    for points, number in [(3, 3), (5, 3), (6, 2)]:  # -3 pp at 15 s exactly on the margin
+        with pytest.raises(PickError, match=rf"\(trial {number}\) does as well"):
+            pick(study, f"fastest-within:{points}")
+    # Within 0.5 points only the full baseline is: it is the one named.
+    with pytest.raises(PickError, match=r"\(trial 0\) does as well"):
+        pick(study, "fastest-within")
+
+
+def test_fastest_within_without_a_curve_names_no_baseline() -> None:
+    study = optuna.create_study(directions=["minimize", "maximize"], study_name="s")
+    study.add_trials([search(30.0, 0.70)])
+    with pytest.raises(PickError) as info:
+        pick(study, "fastest-within:1")
+    assert str(info.value).endswith("within 1 points of the full baseline")
