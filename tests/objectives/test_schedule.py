@@ -210,3 +210,15 @@ def test_unknown_fields_are_listed_with_the_allowed_ones() -> None:
     assert str(info.value).startswith(
         "unknown schedule field(s) speed, volume; allowed: bn, end, frequency, kernel_pool, "
     )
+
+
+def test_window_offsets_count_from_the_window_start_for_any_period() -> None:
+    # Every third step of a window opening at step 1: steps 3, 6, 9 (counted from step 0 it
+    # would be 2, 5, 8; from step 2, 1, 4, 7).
+    deterministic = Schedule("deterministic", frequency=1 / 3, scale=2.0, start=0.1)
+    assert [s > 1 for s in _scales(deterministic, 10)] == [
+        False, False, False, True, False, False, True, False, False, True
+    ]  # fmt: skip
+    # Progressive over the second half: held for 2.5 of its 5 steps, then down to 1.
+    progressive = Schedule("progressive", frequency=0.5, scale=2.0, start=0.5)
+    assert _scales(progressive, 10) == pytest.approx([1] * 5 + [2, 2, 2, 1.8, 1.4])
