@@ -399,3 +399,15 @@ def test_a_bad_bn_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="bn must be 'freeze' or 'update'"):
         with reduced(nn.Conv2d(1, 1, 3), 2.0, bn="separate"):
             pass
+
+
+def test_a_too_small_input_is_named_with_its_size_and_the_fix() -> None:
+    conv = nn.Conv2d(1, 1, 5)
+    with reduced(conv, 2.0):
+        for x in (torch.randn(1, 1, 4, 5), torch.randn(1, 4, 5)):  # batched and unbatched
+            with pytest.raises(ValueError) as info:
+                conv(x)
+            assert str(info.value) == (
+                "layer '': its input is (4, 5) pixels, too small for a (5, 5) kernel "
+                "(dimension 0); use a smaller scale or larger images"
+            )
