@@ -318,6 +318,7 @@ def _geometries() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(2, 3, 3, padding=1),
         nn.Conv2d(3, 3, (1, 3), padding=(0, 1)),  # asymmetric in width only
+        nn.Conv2d(3, 3, (3, 1), padding=(1, 0)),  # asymmetric in height only
         nn.Conv2d(3, 3, 1),  # never reduced: it does not count in the alternation
         nn.Conv2d(3, 4, 5, stride=2, padding=2),
         nn.Conv2d(4, 4, 3, padding=2, dilation=2),
@@ -345,12 +346,27 @@ def test_every_reduced_layer_computes_the_hand_written_pooled_convolution(scale:
     torch.testing.assert_close(out, expected)
 
 
-def test_reflect_padding_is_reduced_when_it_needs_no_crop() -> None:
-    conv = nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect").double()
+@pytest.mark.parametrize("kernel", [3, 5])  # 3 -> 2: one-sided padding; 5 -> 3: even padding
+def test_reflect_padding_is_reduced_when_it_needs_no_crop(kernel: int) -> None:
+    conv = nn.Conv2d(1, 2, kernel, padding=kernel // 2, padding_mode="reflect").double()
     x = torch.randn(1, 1, 9, 9, dtype=torch.float64)
     with torch.no_grad(), reduced(conv, 2.0):
         out = conv(x)
     torch.testing.assert_close(out, _hand_reduced_conv(conv, x, 2.0, later=False))
+
+
+@pytest.mark.parametrize("padding", [(0, 1), (1, 0)])
+@pytest.mark.parametrize("second", [False, True])  # the crop falls on the other side
+def test_reflect_padding_that_would_need_a_crop_is_refused(padding, second: bool) -> None:
+    reflect = nn.Conv2d(1, 1, 3, padding=padding, padding_mode="reflect")
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), reflect) if second else reflect
+    message = (
+        "padding_mode 'reflect' with negative padding cannot be reduced; "
+        "use padding_mode='zeros' or kernel_pool=False"
+    )
+    with reduced(model, 2.0), pytest.raises(ValueError) as info:
+        model(torch.randn(1, 1, 9, 9))
+    assert str(info.value).endswith(message)
 
 
 def test_the_smallest_input_a_reduced_layer_accepts_gives_one_pixel() -> None:
