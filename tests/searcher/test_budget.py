@@ -197,7 +197,8 @@ def test_without_heartbeats_a_worker_does_not_wait_for_running_trials(tmp_path) 
     spec = parse_spec({**SPEC, "storage": url})
     study = create_or_resume(spec, url)
     run_trials(study, spec, max_trials=2)
-    study.ask()  # another worker's last trial, running
+    other = study.ask()  # another worker's last trial, running, with its heartbeat
+    _storage.rdb_storage(study).record_heartbeat(other._trial_id)
     plain = optuna.load_study(study_name="budget", storage=_storage.open_storage(url))
     assert _storage.heartbeat_interval(plain) is None
     assert _study._wait_for_running(plain, spec) is False
