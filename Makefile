@@ -6,7 +6,7 @@ DIKD := $(VENV)/bin/dikd
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 APT := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: quickstart test lint setup data system-test-deps clean gpu-wheels
+.PHONY: quickstart test lint setup data system-test-deps clean gpu-wheels mutation
 
 setup: $(VENV)/.installed
 
@@ -40,7 +40,20 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) dikd.db quickstart
+	rm -rf $(VENV) dikd.db quickstart mutants
+
+# Mutation testing of the core (not part of `make test`; about an hour on two cores): the
+# method, the schedule, the analysis and the budget logic. Configured in pyproject.toml's
+# [tool.mutmut]; one worker, so that the machine stays usable. Scores: benchmarks/README.md.
+MUTANTS := 'objectives._reduce.*' 'objectives._schedule.*' 'searcher._analysis.*' \
+	'searcher._study.x_budget_left__mutmut_*' 'searcher._study.x__time_up__mutmut_*' \
+	'searcher._study.x__wait_for_running__mutmut_*' \
+	'searcher._study.xǁ_Objectiveǁobjective__mutmut_*' \
+	'searcher._storage.x_count_trials__mutmut_*' 'searcher._storage.x__not_confirmation__mutmut_*'
+
+mutation: setup
+	$(VENV)/bin/mutmut run --max-children 1 $(MUTANTS)
+	$(VENV)/bin/python benchmarks/mutation_scores.py
 
 # Wheels for benchmarks/gpu_check.sh on GPU machines without registry access. Their image has
 # torch, numpy, click, tqdm and pyyaml; the wheels of those are dropped (two versions clash).

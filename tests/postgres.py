@@ -19,11 +19,14 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
+
+from ports import reserve_port
 
 DEFAULT_BIN = Path("/usr/lib/postgresql/15/bin")
 BIN_ENV = "DIKD_PG_BIN"
@@ -60,10 +63,15 @@ def find_bin_dir() -> Path:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Run beside the test process, from the cluster's creation: when that process ends, however it
+# ends (SIGKILL included), its end of the pipe closes, and the watchdog stops the server and
+# deletes the cluster. Nothing is left to clean up by hand after a killed test run.
+_WATCHDOG = """
+import shutil, subprocess, sys
+sys.stdin.read()
+subprocess.run(sys.argv[1:-1], capture_output=True, timeout=60)
+shutil.rmtree(sys.argv[-1], ignore_errors=True)
+"""
 
 
 class PostgresCluster:
@@ -77,6 +85,8 @@ class PostgresCluster:
         self.port = port
         self.host = "127.0.0.1"
         self._as_postgres = os.geteuid() == 0
+        self._reservation: socket.socket | None = None  # the port, held until the server binds it
+        self._watchdog: subprocess.Popen | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -95,7 +105,15 @@ class PostgresCluster:
     def create(cls) -> PostgresCluster:
         bin_dir = find_bin_dir()
         root = Path(tempfile.mkdtemp(prefix="dikd-pg-"))
-        cluster = cls(bin_dir, root, free_port())
+        reservation = reserve_port()
+        cluster = cls(bin_dir, root, reservation.getsockname()[1])
+        cluster._reservation = reservation
+        cluster._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, *cluster._command(
+                "pg_ctl", "-D", str(cluster.data), "-m", "immediate", "-w", "stop"), str(root)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the test run's process group spares it
+        )  # fmt: skip
         try:
             if cluster._as_postgres:
                 try:
@@ -125,6 +143,9 @@ class PostgresCluster:
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
                   "-w", "-t", str(START_TIMEOUT_S), "start")  # fmt: skip
+        if self._reservation is not None:  # the server listens on the port now
+            self._reservation.close()
+            self._reservation = None
 
     def stop(self) -> None:
         """Stop the server at once (`-m fast`: clients are disconnected)."""
@@ -146,6 +167,11 @@ class PostgresCluster:
                 self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+            if self._reservation is not None:
+                self._reservation.close()
+            if self._watchdog is not None:  # nothing left for it to do: let it go
+                self._watchdog.stdin.close()
+                self._watchdog.wait(timeout=COMMAND_TIMEOUT_S)
 
     # --- databases --------------------------------------------------------------------------
 

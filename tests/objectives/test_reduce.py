@@ -293,3 +293,158 @@ def test_reduced_takes_how_the_small_kernel_is_derived() -> None:
     assert torch.allclose(out, expected, atol=1e-6)
     assert conv.weight.grad[..., 1, :].abs().sum() == 0  # only the corner taps were used
     assert conv.weight.grad[..., ::2, ::2].abs().sum() > 0
+
+
+# --- a reduced layer against a hand-written convolution (mutation testing's findings) ----------
+
+
+def _hand_pool(weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Average-pool the last two dimensions to `size` by explicit windows (output cell i covers
+    rows floor(i*k/k')..ceil((i+1)*k/k')), times k*k'/(kr*kr') so a filter keeps its sum."""
+    (kh, kw), (rh, rw) = weight.shape[-2:], size
+    out = torch.empty(*weight.shape[:2], rh, rw, dtype=weight.dtype)
+    for i in range(rh):
+        for j in range(rw):
+            rows = slice(i * kh // rh, -(-(i + 1) * kh // rh))
+            cols = slice(j * kw // rw, -(-(j + 1) * kw // rw))
+            out[..., i, j] = weight[..., rows, cols].mean(dim=(-2, -1))
+    return out * (kh * kw) / (rh * rw)
+
+
+def _hand_reduced_conv(conv: nn.Conv2d, x: torch.Tensor, scale: float, later: bool):
+    """What a reduced layer must compute: the pooled kernel (round-half-up k/scale, at least 1),
+    the total padding cut by d*(k - k') and split with the larger half after the input for the
+    1st, 3rd, ... reduced layer (`later=False`) and before it for the 2nd, 4th, ..."""
+    kernel = tuple(max(1, int(k / scale + 0.5)) for k in conv.kernel_size)
+    if conv.padding == "valid":
+        total = (0, 0)
+    elif conv.padding == "same":
+        total = tuple(d * (k - 1) for k, d in zip(conv.kernel_size, conv.dilation))
+    else:
+        total = tuple(2 * p for p in conv.padding)
+    sides = []
+    for t, d, k, kr in zip(total, conv.dilation, conv.kernel_size, kernel):
+        p = t - d * (k - kr)
+        small, large = p // 2, p - p // 2
+        sides.append((large, small) if later else (small, large))
+    (top, bottom), (left, right) = sides
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    x = F.pad(x, (left, right, top, bottom), mode=mode)
+    weight = _hand_pool(conv.weight, kernel)
+    return F.conv2d(x, weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
+def _geometries() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.Conv2d(3, 3, (1, 3), padding=(0, 1)),  # asymmetric in width only
+        nn.Conv2d(3, 3, (3, 1), padding=(1, 0)),  # asymmetric in height only
+        nn.Conv2d(3, 3, 1),  # never reduced: it does not count in the alternation
+        nn.Conv2d(3, 4, 5, stride=2, padding=2),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2),
+        nn.Conv2d(4, 4, 3, padding=1, groups=2),
+        nn.Conv2d(4, 3, 3, padding="same"),
+        nn.Conv2d(3, 2, 3, padding="valid"),
+        nn.Conv2d(2, 2, (1, 5), padding=(0, 2)),  # 1x5 at scale 4: 1x1
+    )
+
+
+@pytest.mark.parametrize("scale", [1.5, 2.0, 3.0, 4.0])
+def test_every_reduced_layer_computes_the_hand_written_pooled_convolution(scale: float) -> None:
+    stack = _geometries().double()
+    x = torch.randn(1, 2, 24, 24, dtype=torch.float64)
+    with torch.no_grad(), reduced(stack, scale):
+        out = stack(x)
+    expected, index = x, 0
+    with torch.no_grad():
+        for conv in stack:
+            if tuple(max(1, int(k / scale + 0.5)) for k in conv.kernel_size) == conv.kernel_size:
+                expected = conv(expected)
+            else:
+                expected = _hand_reduced_conv(conv, expected, scale, later=index % 2 == 1)
+                index += 1
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])  # 3 -> 2: one-sided padding; 5 -> 3: even padding
+def test_reflect_padding_is_reduced_when_it_needs_no_crop(kernel: int) -> None:
+    conv = nn.Conv2d(1, 2, kernel, padding=kernel // 2, padding_mode="reflect").double()
+    x = torch.randn(1, 1, 9, 9, dtype=torch.float64)
+    with torch.no_grad(), reduced(conv, 2.0):
+        out = conv(x)
+    torch.testing.assert_close(out, _hand_reduced_conv(conv, x, 2.0, later=False))
+
+
+@pytest.mark.parametrize("padding", [(0, 1), (1, 0)])
+@pytest.mark.parametrize("second", [False, True])  # the crop falls on the other side
+def test_reflect_padding_that_would_need_a_crop_is_refused(padding, second: bool) -> None:
+    reflect = nn.Conv2d(1, 1, 3, padding=padding, padding_mode="reflect")
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), reflect) if second else reflect
+    message = (
+        "padding_mode 'reflect' with negative padding cannot be reduced; "
+        "use padding_mode='zeros' or kernel_pool=False"
+    )
+    with reduced(model, 2.0), pytest.raises(ValueError) as info:
+        model(torch.randn(1, 1, 9, 9))
+    assert str(info.value).endswith(message)
+
+
+def test_the_smallest_input_a_reduced_layer_accepts_gives_one_pixel() -> None:
+    # 5 -> 3 at scale 2, padding 0 -> -2: the reduced layer gives what the 5x5 one would, so 5
+    # pixels give 1 and 4 are too few.
+    conv = nn.Conv2d(1, 1, 5)
+    with reduced(conv, 2.0):
+        assert conv(torch.randn(1, 1, 5, 5)).shape == (1, 1, 1, 1)
+        with pytest.raises(ValueError, match="too small"):
+            conv(torch.randn(1, 1, 4, 5))
+
+
+def test_downsample_keeps_at_least_one_pixel_and_wants_a_batch() -> None:
+    assert downsample(torch.randn(1, 1, 1, 2), 4.0).shape == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="NCHW"):
+        downsample(torch.randn(3, 8, 8), 2.0)
+
+
+def test_nested_reduced_is_refused_and_leaves_the_model_restored() -> None:
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    with reduced(conv, 2.0):
+        with pytest.raises(RuntimeError, match="nested reduced"):
+            with reduced(conv, 2.0):
+                pass
+        assert "forward" in conv.__dict__  # the outer block's patch is still there
+    assert "forward" not in conv.__dict__
+
+
+@pytest.mark.parametrize("bn", ["freeze", "update"])
+def test_batch_norms_of_any_dimension_and_without_running_statistics(bn: str) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.BatchNorm1d(72))
+    untracked = nn.BatchNorm2d(2, track_running_stats=False)
+    model.append(nn.Unflatten(1, (2, 6, 6))).append(untracked).train()
+    before = _state(model)
+    with reduced(model, 2.0, bn=bn):
+        if bn == "freeze":
+            assert not any(m.track_running_stats for m in model.modules() if hasattr(m, "eps"))
+        model(torch.randn(4, 1, 8, 8))
+    assert not untracked.track_running_stats  # a layer without statistics stays without
+    assert model[1].track_running_stats and model[3].track_running_stats
+    moved = not torch.equal(before["3.running_mean"], model.state_dict()["3.running_mean"])
+    assert moved == (bn == "update")
+
+
+def test_a_bad_bn_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="bn must be 'freeze' or 'update'"):
+        with reduced(nn.Conv2d(1, 1, 3), 2.0, bn="separate"):
+            pass
+
+
+def test_a_too_small_input_is_named_with_its_size_and_the_fix() -> None:
+    conv = nn.Conv2d(1, 1, 5)
+    with reduced(conv, 2.0):
+        for x in (torch.randn(1, 1, 4, 5), torch.randn(1, 4, 5)):  # batched and unbatched
+            with pytest.raises(ValueError) as info:
+                conv(x)
+            assert str(info.value) == (
+                "layer '': its input is (4, 5) pixels, too small for a (5, 5) kernel "
+                "(dimension 0); use a smaller scale or larger images"
+            )

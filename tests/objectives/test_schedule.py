@@ -124,3 +124,101 @@ def test_stochastic_reduces_only_inside_its_window_at_its_frequency() -> None:
 @pytest.mark.parametrize("policy", ["stochastic", "deterministic", "progressive"])
 def test_scale_one_reduces_nothing(policy: str) -> None:
     assert set(_scales(Schedule(policy, frequency=0.9, scale=1.0), 50)) == {1.0}
+
+
+# --- bounds, types and edge cases (mutation testing's findings) --------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"frequency": 0.0}, {"frequency": 1.0}, {"scale": 1.0}, {"scale": 4.0},
+        {"start": 0.0, "end": 1.0}, {"start": 0.99, "end": 1.0}, {"lr_scale": 0.25},
+        {"lr_scale": 4.0}, {"lr_scale": 4}, {"frequency": 1}, {"seed": -3},
+    ],
+)  # fmt: skip
+def test_values_on_the_bounds_are_accepted(kwargs) -> None:
+    schedule = Schedule("deterministic", **kwargs)
+    assert all(getattr(schedule, key) == value for key, value in kwargs.items())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"frequency": True}, "schedule.frequency"),
+        ({"frequency": "0.5"}, "schedule.frequency"),
+        ({"start": -0.01}, "schedule.start"),
+        ({"end": 1.01}, "schedule.end"),
+        ({"scale": 4.01}, "schedule.scale"),
+        ({"scale": True}, "schedule.scale"),
+        ({"scale": "2"}, "schedule.scale"),
+        ({"start": 0.6, "end": 0.5}, "schedule.start"),
+        ({"kernel_pool": 1}, "schedule.kernel_pool"),
+        ({"lr_scale": 0.24}, "schedule.lr_scale"),
+        ({"lr_scale": 4.01}, "schedule.lr_scale"),
+        ({"lr_scale": True}, "schedule.lr_scale"),
+        ({"lr_scale": "1"}, "schedule.lr_scale"),
+        ({"seed": True}, "schedule.seed"),
+        ({"seed": 1.5}, "schedule.seed"),
+        ({"bn": "Freeze"}, "schedule.bn"),
+        ({"policy": "None"}, "schedule.policy"),
+    ],
+)
+def test_out_of_bounds_and_wrong_types_are_refused(kwargs, field):
+    with pytest.raises(ValueError) as info:
+        Schedule(**{"policy": "deterministic", **kwargs})
+    message = str(info.value)
+    assert message.startswith(f"{field} ") and "\n" not in message
+    assert repr(kwargs[field.removeprefix("schedule.")]) in message
+
+
+def test_every_mode_name_is_accepted() -> None:
+    for policy in ("none", "stochastic", "deterministic", "progressive"):
+        for bn in ("freeze", "update"):
+            assert Schedule(policy, bn=bn).bn == bn
+
+
+def test_from_dict_wants_a_mapping() -> None:
+    with pytest.raises(ValueError, match="a schedule must be a mapping, got list"):
+        Schedule.from_dict([("policy", "none")])
+    assert Schedule.from_dict({"policy": "none"}) == Schedule()
+
+
+def test_the_stochastic_pattern_of_a_seed_is_pinned() -> None:
+    # Stored trials name their seed: the pattern a seed gives must never change between versions.
+    # Each step's draw depends on its absolute step number, not its place in the window.
+    schedule = Schedule("stochastic", frequency=0.5, scale=2.0, start=0.25, seed=3)
+    pattern = [int(s > 1) for s in _scales(schedule, 16)]
+    assert pattern == [0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1, 1]
+
+
+def test_progressive_with_a_ramp_shorter_than_two_steps() -> None:
+    # Held for 8.5 of 10 steps: the last step is a third of the way down the 1.5-step ramp.
+    schedule = Schedule("progressive", frequency=0.85, scale=2.0)
+    assert _scales(schedule, 10) == pytest.approx([2.0] * 9 + [2 - 1 / 3])
+    assert _scales(Schedule("progressive", frequency=0.95, scale=2.0), 10) == [2.0] * 10
+
+
+def test_a_ramp_within_a_millionth_of_full_resolution_is_a_full_step() -> None:
+    assert _scales(Schedule("progressive", frequency=0.0, scale=1.0000005), 4) == [1.0] * 4
+    assert _scales(Schedule("progressive", frequency=0.0, scale=1.00001), 2)[0] == 1.00001
+
+
+def test_unknown_fields_are_listed_with_the_allowed_ones() -> None:
+    with pytest.raises(ValueError) as info:
+        Schedule.from_dict({"policy": "none", "speed": 3, "volume": 1})
+    assert str(info.value).startswith(
+        "unknown schedule field(s) speed, volume; allowed: bn, end, frequency, kernel_pool, "
+    )
+
+
+def test_window_offsets_count_from_the_window_start_for_any_period() -> None:
+    # Every third step of a window opening at step 1: steps 3, 6, 9 (counted from step 0 it
+    # would be 2, 5, 8; from step 2, 1, 4, 7).
+    deterministic = Schedule("deterministic", frequency=1 / 3, scale=2.0, start=0.1)
+    assert [s > 1 for s in _scales(deterministic, 10)] == [
+        False, False, False, True, False, False, True, False, False, True
+    ]  # fmt: skip
+    # Progressive over the second half: held for 2.5 of its 5 steps, then down to 1.
+    progressive = Schedule("progressive", frequency=0.5, scale=2.0, start=0.5)
+    assert _scales(progressive, 10) == pytest.approx([1] * 5 + [2, 2, 2, 1.8, 1.4])

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
-from tiny import NULL_TRIAL, make_confirmed_study, run_null_study
+from tiny import NULL_TRIAL, run_null_study
 
 from searcher._analysis import pareto_front
 from searcher._cli import cli
@@ -32,10 +32,9 @@ from searcher._study import BUDGET_STATES, open_study
 from searcher._verdict import Settings
 
 
-@pytest.fixture(scope="module")
-def null_study(tmp_path_factory) -> tuple[str, object]:
-    folder = tmp_path_factory.mktemp("confirm")
-    return make_confirmed_study(folder), folder
+@pytest.fixture
+def null_study(confirmed_null_study) -> tuple[str, object]:
+    return confirmed_null_study  # tests/searcher/conftest.py
 
 
 def _confirm_runs(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 from click.testing import CliRunner
+from ports import reserve_port
 
 from searcher._cli import cli, dashboard_command
 from searcher._spec import STORAGE_ENV
@@ -58,15 +58,13 @@ def tiny_study(tmp_path_factory) -> str:
     """A finished 5-trial study made by `dikd study run`; returns its storage URL."""
     folder = tmp_path_factory.mktemp("dashboard")
     (folder / "tiny.yaml").write_text(TINY_SPEC)
-    run = subprocess.run(
-        [sys.executable, "-m", "searcher", "study", "run", "tiny.yaml"],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, f"dikd study run failed:\n{run.stdout}\n{run.stderr}"
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:  # in-process: a subprocess would add five seconds of imports and nothing else
+        run = CliRunner().invoke(cli, ["study", "run", "tiny.yaml"], catch_exceptions=False)
+    finally:
+        os.chdir(cwd)
+    assert run.exit_code == 0, f"dikd study run failed:\n{run.stdout}\n{run.stderr}"
     url = f"sqlite:///{folder / 'tiny.db'}"
     study = optuna.load_study(study_name="tiny", storage=url)
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
@@ -160,16 +158,16 @@ def test_wsgi_api_lists_the_study_its_trials_and_pareto_front(tiny_study):
 # -- the served dashboard in Chromium ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# A deadline only: the server answers in seconds, but its imports take a minute on a loaded
+# machine (the suite once failed here at 30 s).
+SERVER_START_S = 120
 
 
 @contextlib.contextmanager
 def _served(storage_url: str, log_dir: Path):
     """`dikd dashboard` in a subprocess on a free port; yields its base URL."""
-    port = _free_port()
+    reservation = reserve_port()  # held until the server answers on it
+    port = reservation.getsockname()[1]
     log_path = log_dir / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -181,7 +179,7 @@ def _served(storage_url: str, log_dir: Path):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + SERVER_START_S
         while True:
             if proc.poll() is not None:
                 pytest.fail(
@@ -194,10 +192,14 @@ def _served(storage_url: str, log_dir: Path):
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"dikd dashboard did not answer in 30 s:\n{log_path.read_text()}")
+                pytest.fail(
+                    f"dikd dashboard did not answer in {SERVER_START_S} s:\n{log_path.read_text()}"
+                )
             time.sleep(0.3)
+        reservation.close()
         yield base
     finally:
+        reservation.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -309,17 +311,16 @@ def test_dashboard_binds_loopback_by_default(monkeypatch, tmp_path):
     assert isinstance(storage, optuna.storages.RDBStorage)
 
 
-def test_browser_shows_the_verdict_note_and_figure(tmp_path_factory, monkeypatch) -> None:
+def test_browser_shows_the_verdict_note_and_figure(confirmed_null_study, monkeypatch) -> None:
     """After `dikd confirm`, the study's page holds the verdict (its note) and the figure of
     the budget curves with the confirmed intervals; baseline and confirmation trials say
     what they are in their notes."""
     sync_playwright = _require_browser()
     from playwright.sync_api import expect
-    from tiny import NULL_TRIAL, make_confirmed_study
+    from tiny import NULL_TRIAL
 
     monkeypatch.delenv(STORAGE_ENV, raising=False)
-    folder = tmp_path_factory.mktemp("verdict")
-    url = make_confirmed_study(folder, max_seeds=3)
+    url, folder = confirmed_null_study  # tests/searcher/conftest.py
     wait = 20_000
     with _served(url, folder) as base, sync_playwright() as p:
         with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as r:

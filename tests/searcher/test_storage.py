@@ -164,7 +164,7 @@ def test_each_enqueued_trial_goes_to_one_worker_only(backend, tmp_path, request)
     workers = [context.Process(target=_ask_many, args=(url, start_at, 10, queue)) for _ in range(4)]
     for worker in workers:
         worker.start()
-    taken = [n for _ in workers for n in queue.get(timeout=60)]
+    taken = [n for _ in workers for n in queue.get(timeout=300)]  # a deadline for a loaded machine
     for worker in workers:
         worker.join(timeout=30)
     taken = [n for n in taken if n is not None]

@@ -255,10 +255,9 @@ def test_sigterm_fails_the_running_trial_and_a_second_sigint_stops_at_once(
         impatient.proc.send_signal(signal.SIGINT)
         time.sleep(1.5)
         assert impatient.proc.poll() is None, "the first SIGINT did not wait for the database"
-        started = time.monotonic()
+        # Still under the lock: only the second signal's immediate exit can end it now.
         impatient.proc.send_signal(signal.SIGINT)
-        assert impatient.wait(10) == 128 + signal.SIGINT
-        assert time.monotonic() - started < 3
+        assert impatient.wait(30) == 128 + signal.SIGINT
         lock.rollback()
 
 
