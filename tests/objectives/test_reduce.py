@@ -433,7 +433,7 @@ def test_batch_norms_of_any_dimension_and_without_running_statistics(bn: str) ->
 
 
 def test_a_bad_bn_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="bn must be 'freeze' or 'update'"):
+    with pytest.raises(ValueError, match="bn must be one of freeze, update, got 'separate'"):
         with reduced(nn.Conv2d(1, 1, 3), 2.0, bn="separate"):
             pass
 
