@@ -221,7 +221,7 @@ def train(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
         result = _result(history, scales[:step], train_time, planned_steps, device, data.info)
         if on_epoch is not None:
             # The FLOPs so far, for a caller that prunes on cost (untimed, after the clock).
-            _count_flops(result, stepper, sample, scales[:step], 0, step_flops)
+            _count_flops(result, stepper, sample, scales[:step], recalibrations, step_flops)
             if on_epoch(epoch, result) and epoch < config.epochs:
                 stopped_early = True
                 break

@@ -23,6 +23,12 @@ CONFIRM_RUN = "confirm_run"  # a confirmation run's key: its seed and what it tr
 CANDIDATE = "candidate"  # the search trial a confirmation run re-trains; None for the plain model
 TEST_ACCURACY = "test_accuracy"
 VAL_SIZE = "val_size"  # images the validation accuracy was computed on
+OVER_BUDGET = "over_budget"  # a PRUNED trial that never ran: another worker took the budget's last
+# Early stopping (searcher/_pruning.py): the partial results after each epoch,
+# {"planned_epochs": E, "points": [{"epoch", "cost", "val_accuracy"}, ...]}, cost in the study's
+# objective unit; and why a pruner stopped a trial (PRUNED, counted in the trial budget).
+PARTIAL = "partial"
+PRUNED_REASON = "pruned_reason"
 # Study attributes of `dikd confirm`: its settings, fixed by the first confirmation, and the
 # verdict of each candidate.
 CONFIRM_SETTINGS_ATTR = "dikd_confirm_settings"
@@ -39,6 +45,11 @@ def is_baseline(trial: FrozenTrial) -> bool:
 
 def is_confirm(trial: FrozenTrial) -> bool:
     return role(trial) == CONFIRM
+
+
+def is_stopped_early(trial: FrozenTrial) -> bool:
+    """A trial a pruner stopped (not one that never ran for lack of budget)."""
+    return PRUNED_REASON in trial.user_attrs
 
 
 def searched(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -18,7 +18,18 @@ from optuna.trial import TrialState
 from objectives import TrainResult, train
 from objectives._errors import ConfigError
 from searcher._analysis import baselines, metrics_for
-from searcher._record import BASELINE, BUDGET_FRACTION, CONFIRM, ROLE, SEARCH, VAL_SIZE, is_baseline
+from searcher._pruning import EpochReporter
+from searcher._record import (
+    BASELINE,
+    BUDGET_FRACTION,
+    CONFIRM,
+    OVER_BUDGET,
+    PRUNED_REASON,
+    ROLE,
+    SEARCH,
+    VAL_SIZE,
+    is_baseline,
+)
 from searcher._space import baseline_epochs, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
@@ -248,8 +259,9 @@ def open_study(name: str, storage_url: str, *, heartbeat: bool = False, seed_id:
     return study, spec
 
 
-# Trials that use the budget: completed and running (failed ones are retried or replaced).
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.RUNNING)
+# Trials that use the budget: completed, running and stopped by a pruner (failed ones are
+# retried or replaced; count_trials leaves out the PRUNED trials that never ran, `over_budget`).
+BUDGET_STATES = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)
 
 
 def _time_up(study: optuna.Study, spec: StudySpec) -> bool:
@@ -371,7 +383,7 @@ class _Objective:
             if earlier >= spec.n_trials:
                 # Another worker took the last trial of the budget while this one was asked for.
                 self.outcome = TrialOutcome(trial.number, TrialState.PRUNED, over_budget=True)
-                trial.set_user_attr("over_budget", True)
+                trial.set_user_attr(OVER_BUDGET, True)
                 raise optuna.TrialPruned("the study's trial budget was already used")
         # What the trial tries is written with its result or its failure, in one write; while
         # it runs, its parameters (or a baseline's role) say what it is.
@@ -380,12 +392,16 @@ class _Objective:
             config = trial_config(trial, spec)
             attrs.update(schedule=config.schedule.to_dict(), epochs=config.epochs)
 
-            def report(epoch: int, _result: TrainResult) -> bool:
+            progress = EpochReporter(trial, spec, config.epochs)
+
+            def report(epoch: int, so_far: TrainResult) -> bool:
                 if self.on_epoch is not None:
                     self.on_epoch(epoch, config.epochs)
-                return False
+                return progress(epoch, so_far)  # True: the pruner stops the trial
 
             result = train(config, on_epoch=report)
+            if progress.reason is not None:
+                attrs[PRUNED_REASON] = progress.reason
             cost = result.train_time_s if spec.objective == "wall" else result.flops
             _record_result(trial, config, result, cost, self.baselines.get(trial.study), attrs)
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
@@ -393,6 +409,9 @@ class _Objective:
             self.outcome.fail_reason = reason
             set_user_attrs(trial, {**attrs, "fail_reason": reason})
             raise
+        if progress.reason is not None:  # recorded with its partial result, not on the front
+            self.outcome = TrialOutcome(trial.number, TrialState.PRUNED)
+            raise optuna.TrialPruned(progress.reason)
         self.outcome = TrialOutcome(trial.number, TrialState.COMPLETE)
         return cost, result.val_accuracy
 
