@@ -4,14 +4,24 @@ decision depends only on what is stored."""
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny import TINY_TRAIN
 
-from searcher._pruning import MOASHA, Curve, Dominance, comparable, nondominated_order, rungs
-from searcher._record import PARTIAL, ROLE, SEARCH
-from searcher._spec import DominancePruner, MOASHAPruner
+from searcher._pruning import (
+    MOASHA,
+    Curve,
+    Dominance,
+    EpochReporter,
+    comparable,
+    nondominated_order,
+    rungs,
+)
+from searcher._record import BASELINE, PARTIAL, ROLE, SEARCH
+from searcher._spec import DominancePruner, MOASHAPruner, parse_spec
 
 EPOCHS = 4
 
@@ -121,3 +131,12 @@ def test_the_decision_is_the_same_whichever_worker_asks(tmp_path, pruner) -> Non
     assert decisions[0] == decisions[1] == decisions[2]
     assert decisions[0][0] is not None  # the dominated one is stopped...
     assert decisions[0][2] is None  # ...and the one ahead of everyone goes on
+
+
+def test_baselines_are_never_pruned_and_search_trials_are_asked() -> None:
+    spec = parse_spec(
+        {"name": "p", "train": TINY_TRAIN, "n_trials": 5, "pruner": {"name": "mo-asha"}}
+    )
+    baseline = SimpleNamespace(user_attrs={ROLE: BASELINE})
+    assert EpochReporter(baseline, spec, EPOCHS).pruner is None
+    assert isinstance(EpochReporter(SimpleNamespace(user_attrs={}), spec, EPOCHS).pruner, MOASHA)
