@@ -32,7 +32,7 @@ def pruned_lines(trials: list[FrozenTrial], unit: str = "") -> list[str]:
         if curve is not None and curve.at(curve.epoch) is not None:
             cost, accuracy = curve.at(curve.epoch)  # type: ignore[misc]
             where = (
-                f" after epoch {curve.epoch} of {curve.planned_epochs}: "
+                f"; stopped after epoch {curve.epoch} of {curve.planned_epochs}: "
                 f"{cost:.4g}{unit}, {100 * accuracy:.2f}%"
             )
         lines.append(f"  {t.number}: {describe_schedule(t)}{where}")
