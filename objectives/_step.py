@@ -272,13 +272,23 @@ def evaluate(
 
 
 def _count_flops(
-    result: TrainResult, stepper: _Stepper, sample, scales: list[float], recalibrations: int
+    result: TrainResult,
+    stepper: _Stepper,
+    sample,
+    scales: list[float],
+    recalibrations: int,
+    per_scale: dict[float, float] | None = None,
 ) -> None:
+    """`per_scale`: step FLOPs by scale counted so far, filled in here (the training loop
+    counts after each epoch for `on_epoch`, and each scale is counted once)."""
     x, y = sample
     counts: dict[float, int] = {}
     for scale in scales:
         counts[scale] = counts.get(scale, 0) + 1
-    per_scale = {scale: _step_flops(stepper, x, y, scale) for scale in counts}
+    per_scale = {} if per_scale is None else per_scale
+    for scale in counts:
+        if scale not in per_scale:
+            per_scale[scale] = _step_flops(stepper, x, y, scale)
     result.flops = sum(per_scale[s] * n for s, n in counts.items())
     result.full_step_flops = per_scale.get(1.0) or _step_flops(stepper, x, y, 1.0)
     reduced_scales = [s for s in per_scale if s > 1.0]

@@ -185,6 +185,7 @@ def train(
     train_time = 0.0
     stopped_early = False
     result: TrainResult | None = None
+    step_flops: dict[float, float] = {}  # one training step's FLOPs by scale
     for epoch in range(1, config.epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -225,13 +226,16 @@ def train(
                 accuracy = evaluate(model, batches, stepper, device)
         history.append(EpochRecord(epoch, epoch_time, mean_loss, accuracy, epoch_reduced))
         result = _result(history, scales[:step], train_time, planned_steps, device, data.info)
-        if on_epoch is not None and on_epoch(epoch, result) and epoch < config.epochs:
-            stopped_early = True
-            break
+        if on_epoch is not None:
+            # The FLOPs so far, for a caller that prunes on cost (untimed, after the clock).
+            _count_flops(result, stepper, sample, scales[:step], recalibrations, step_flops)
+            if on_epoch(epoch, result) and epoch < config.epochs:
+                stopped_early = True
+                break
 
     assert result is not None  # epochs >= 1
     result.stopped_early = stopped_early
-    _count_flops(result, stepper, sample, scales[:step], recalibrations)
+    _count_flops(result, stepper, sample, scales[:step], recalibrations, step_flops)
     if config.test:  # untimed, after training: the model scored as its last val_accuracy was
         with _as_scored(stepper, data, config, epoch, scored_recalibrated):
             batches = data.test_batches(config.eval_batch_size)

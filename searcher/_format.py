@@ -128,6 +128,11 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
     if failed:
         parts += ["", "failed trials:"]
         parts += [f"  {t.number}: {fail_reason(t) or 'unknown'}" for t in failed]
+    from searcher._pruning_view import pruned_lines  # it imports this module
+
+    pruned = pruned_lines(trials)
+    if pruned:
+        parts += ["", *pruned]
     return "\n".join(parts)
 
 

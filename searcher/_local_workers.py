@@ -14,6 +14,7 @@ import optuna
 from tqdm import tqdm
 
 from searcher._analysis import pareto_front
+from searcher._pruning_view import stopped_early
 from searcher._spec import STORAGE_ENV
 from searcher._study import default_worker_id
 
@@ -47,9 +48,11 @@ class _Progress:
     def refresh(self) -> None:
         trials = self.study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        self.trials.n = len(done)
+        pruned = len(stopped_early(trials))  # in the trial budget too
+        self.trials.n = len(done) + pruned
         self.trials.set_postfix(
             front=len(pareto_front(done)),
+            pruned=pruned,
             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
         )
 

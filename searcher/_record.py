@@ -40,12 +40,17 @@ TEST_SIZE = "test_size"  # images the test accuracy was computed on
 VAL_SIZE = "val_size"  # images the validation accuracy was computed on
 # How a trial ended when it did not complete, and who ran it.
 FAIL_REASON = "fail_reason"
-OVER_BUDGET = "over_budget"  # pruned: another worker took the budget's last trial
+OVER_BUDGET = "over_budget"  # a PRUNED trial that never ran: another worker took the budget's last
 WORKER = "worker"
 # A retry of a trial whose worker died: the first trial of the series, and every earlier one.
 RETRY_OF, RETRY_HISTORY = "retry_of", "retry_history"
 # The study's objectives: the cost (by the spec's `objective`) and the validation accuracy.
 METRIC_NAMES = {"wall": "train_time_s", "flops": "train_flops"}
+# Early stopping (searcher/_pruning.py): the partial results after each epoch,
+# {"planned_epochs": E, "points": [{"epoch", "cost", "val_accuracy"}, ...]}, cost in the study's
+# objective unit; and why a pruner stopped a trial (PRUNED, counted in the trial budget).
+PARTIAL = "partial"
+PRUNED_REASON = "pruned_reason"
 # Study attributes of `dikd confirm`: its settings, fixed by the first confirmation, and the
 # verdict of each candidate.
 CONFIRM_SETTINGS_ATTR = "dikd_confirm_settings"
@@ -135,6 +140,11 @@ def is_baseline(trial: FrozenTrial) -> bool:
 
 def is_confirm(trial: FrozenTrial) -> bool:
     return role(trial) == CONFIRM
+
+
+def is_stopped_early(trial: FrozenTrial) -> bool:
+    """A trial a pruner stopped (not one that never ran for lack of budget)."""
+    return PRUNED_REASON in trial.user_attrs
 
 
 def searched(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -25,6 +25,7 @@ from searcher._figures import (
     _pareto_figure,
 )
 from searcher._format import describe_schedule, show_verdicts, table, trial_rows
+from searcher._pruning_view import learning_curves_figure
 from searcher._record import device_of, fail_reason, is_baseline, schedule_of, searched
 from searcher._spec import StudySpec
 
@@ -132,6 +133,9 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
     figures.append(("pareto-front", _pareto_figure(done, failed, shown)))
     figures.append(("verdict", verdict_figure(study, spec)))
     figures.append(("hypervolume", _hypervolume_figure(done, labels)))
+    curves = learning_curves_figure(trials, labels.axis)
+    if curves is not None:
+        figures.append(("learning-curves", curves))
     try:
         figures.append(("importances", _importance_figure(_importances(study, search), labels)))
     except (ValueError, RuntimeError) as e:

@@ -163,6 +163,36 @@ class SamplerSpec(BaseModel):
     seed: int = 0
 
 
+class NoPruner(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["none"] = "none"
+
+
+class DominancePruner(BaseModel):
+    """Stop a trial whose point (cost, accuracy) after an epoch is dominated, by `margin_pp`
+    points of accuracy, by the same-epoch points of `min_dominating` completed trials."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["dominance"]
+    min_completed: int = Field(5, ge=1)  # warm-up: completed trials before any stop
+    min_epoch: int = Field(1, ge=1)  # warm-up: the first epoch a trial may be stopped after
+    margin_pp: float = Field(1.0, ge=0)  # accuracy points the dominating trials must lead by
+    min_dominating: int = Field(2, ge=1)  # how many completed trials must dominate
+
+
+class MOASHAPruner(BaseModel):
+    """MO-ASHA: at rungs min_epoch * eta^k a trial goes on only if it ranks in the top 1/eta
+    of the trials that reached that rung (non-dominated sorting)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["mo-asha"]
+    eta: float = Field(3.0, gt=1)  # reduction factor
+    min_epoch: int = Field(1, ge=1)  # the first rung
+
+
+PrunerSpec = Annotated[NoPruner | DominancePruner | MOASHAPruner, Field(discriminator="name")]
+
+
 class BaselineSpec(BaseModel):
     """The baseline's budget curve: the plain model at these fractions of the epochs."""
 
@@ -192,6 +222,17 @@ class StudySpec(BaseModel):
     n_trials: int | None = Field(None, gt=0)  # all trials of the study, baselines included
     timeout_s: float | None = Field(None, gt=0)  # wall time of the whole study
     objective: Literal["wall", "flops"] = "wall"
+    pruner: PrunerSpec = NoPruner()  # early stopping of search trials (searcher/_pruning.py)
+
+    @field_validator("pruner")
+    @classmethod
+    def _pruner_sees_every_epoch(cls, pruner: Any, info: ValidationInfo) -> Any:
+        train = info.data.get("train")
+        if pruner.name != "none" and train is not None and not train.eval_every_epoch:
+            raise ValueError(
+                "it needs the accuracy after every epoch; set train.eval_every_epoch: true"
+            )
+        return pruner
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:

@@ -30,7 +30,7 @@ from searcher._optuna_internals import (
     storage_study_id,
     storage_trial_id,
 )
-from searcher._record import CONFIRM, RETRY_HISTORY, RETRY_OF, ROLE, is_confirm
+from searcher._record import CONFIRM, OVER_BUDGET, RETRY_HISTORY, RETRY_OF, ROLE, is_confirm
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
@@ -332,19 +332,32 @@ def _not_confirmation(models) -> sqlalchemy.ColumnElement[bool]:
     )
 
 
+def _never_ran(models) -> sqlalchemy.ColumnElement[bool]:
+    """SQL: the trial is PRUNED because another worker took the budget's last trial."""
+    attr = models.TrialUserAttributeModel
+    return sqlalchemy.exists().where(
+        attr.trial_id == models.TrialModel.trial_id,
+        attr.key == OVER_BUDGET,
+        attr.value_json == json.dumps(True),
+    )
+
+
 def count_trials(
     study: optuna.Study, states: tuple[TrialState, ...], *, below_number: int | None = None
 ) -> int:
-    """How many of the study's search trials (baselines included, confirmation runs not) are in
-    `states` (and numbered below `below_number`): one COUNT query, where loading every trial
-    would cost tens of milliseconds at 1,000 trials."""
+    """How many of the study's search trials (baselines included, confirmation runs not, nor
+    PRUNED trials that never ran) are in `states` (and numbered below `below_number`): one COUNT
+    query, where loading every trial would cost tens of milliseconds at 1,000 trials."""
     models = rdb_models()
 
     storage = rdb_storage(study)
     if storage is None:
         trials = study.get_trials(deepcopy=False, states=states)
         return sum(
-            not is_confirm(t) and (below_number is None or t.number < below_number) for t in trials
+            not is_confirm(t)
+            and not t.user_attrs.get(OVER_BUDGET)
+            and (below_number is None or t.number < below_number)
+            for t in trials
         )
     with storage.scoped_session() as session:
         query = (
@@ -352,6 +365,7 @@ def count_trials(
             .filter(models.TrialModel.study_id == storage_study_id(study))
             .filter(models.TrialModel.state.in_(states))
             .filter(_not_confirmation(models))
+            .filter(~_never_ran(models))
         )
         if below_number is not None:
             query = query.filter(models.TrialModel.number < below_number)

@@ -17,12 +17,14 @@ from optuna.trial import TrialState
 
 from objectives import ConfigError, TrainResult, train
 from searcher._optuna_internals import FilteredStudy, is_tell_of_finished_trial
+from searcher._pruning import EpochReporter
 from searcher._record import (
     BASELINE,
     BUDGET_FRACTION,
     FAIL_REASON,
     METRIC_NAMES,
     OVER_BUDGET,
+    PRUNED_REASON,
     ROLE,
     SEARCH,
     VAL_ACCURACY,
@@ -244,8 +246,9 @@ def open_study(name: str, storage_url: str, *, heartbeat: bool = False, seed_id:
     return study, spec
 
 
-# Trials that use the budget: completed and running (failed ones are retried or replaced).
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.RUNNING)
+# Trials that use the budget: completed, running and stopped by a pruner (failed ones are
+# retried or replaced; count_trials leaves out the PRUNED trials that never ran, `over_budget`).
+BUDGET_STATES = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)
 
 
 def _time_up(study: optuna.Study, spec: StudySpec) -> bool:
@@ -321,12 +324,16 @@ class _Objective:
             config = trial_config(trial, spec)
             attrs.update(config_attrs(config))
 
-            def report(epoch: int, _result: TrainResult) -> bool:
+            progress = EpochReporter(trial, spec, config.epochs)
+
+            def report(epoch: int, so_far: TrainResult) -> bool:
                 if self.on_epoch is not None:
                     self.on_epoch(epoch, config.epochs)
-                return False
+                return progress(epoch, so_far)  # True: the pruner stops the trial
 
             result = train(config, on_epoch=report)
+            if progress.reason is not None:
+                attrs[PRUNED_REASON] = progress.reason
             cost = result.train_time_s if spec.objective == "wall" else result.flops
             set_user_attrs(trial, {**attrs, **result_attrs(result)})
         except Exception as e:  # recorded, then Optuna marks the trial FAIL and the study goes on
@@ -334,6 +341,9 @@ class _Objective:
             self.outcome.fail_reason = reason
             set_user_attrs(trial, {**attrs, FAIL_REASON: reason})
             raise
+        if progress.reason is not None:  # recorded with its partial result, not on the front
+            self.outcome = TrialOutcome(trial.number, TrialState.PRUNED)
+            raise optuna.TrialPruned(progress.reason)
         self.outcome = TrialOutcome(trial.number, TrialState.COMPLETE)
         return cost, result.val_accuracy
 
