@@ -18,7 +18,7 @@ import torch
 from objectives._data import LoadRequest, Split, TrainingData, register_dataset
 from objectives._errors import ConfigError
 from objectives._image_cache import Fit, decoded_images
-from objectives._tensor_data import split_indices, split_tensor_data
+from objectives._tensor_data import requested_split, split_tensor_data
 
 DEFAULT_FOLDER_SIZE = 224
 
@@ -101,15 +101,7 @@ def _imagefolder(request: LoadRequest) -> TrainingData:
 
     train_images, train_labels, _ = decoded("train")
     # With val_fraction 0 and no val_size this only chooses the training subset.
-    train_index, val_index = split_indices(
-        len(train_images),
-        subset=request.subset,
-        val_fraction=0.0,
-        seed=request.seed,
-        name=request.name,
-        val_size=request.val_size,
-        data_seed=request.data_seed,
-    )
+    train_index, val_index = requested_split(request, len(train_images), val_fraction=0.0)
     train = rows(train_images, train_labels, train_index)
     if request.val_size is None:
         val_images, val_labels, _ = decoded("val")

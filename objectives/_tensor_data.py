@@ -62,6 +62,21 @@ def split_indices(
     return chosen[n_val:], chosen[:n_val]
 
 
+def requested_split(
+    request: LoadRequest, n: int, val_fraction: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """`split_indices` of `n` images as `request` asks (`val_fraction` may override it)."""
+    return split_indices(
+        n,
+        subset=request.subset,
+        val_fraction=request.val_fraction if val_fraction is None else val_fraction,
+        seed=request.seed,
+        name=request.name,
+        val_size=request.val_size,
+        data_seed=request.data_seed,
+    )
+
+
 def _fixed_val_split(
     n: int, subset: int | None, val_size: int, seed: int, data_seed: int, name: str
 ) -> tuple[Tensor, Tensor]:
@@ -240,15 +255,7 @@ def tensor_data(
 ) -> TensorData:
     """Split uint8 NCHW `images` (on the CPU) and their labels into training and validation,
     and move them and the `test` split (when loaded) to the device."""
-    train_index, val_index = split_indices(
-        len(images),
-        subset=request.subset,
-        val_fraction=request.val_fraction,
-        seed=request.seed,
-        name=request.name,
-        val_size=request.val_size,
-        data_seed=request.data_seed,
-    )
+    train_index, val_index = requested_split(request, len(images))
     train = images[train_index], labels[train_index]
     return split_tensor_data(
         request, train, (images[val_index], labels[val_index]), test, num_classes

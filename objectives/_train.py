@@ -99,23 +99,17 @@ def _make_lr_scheduler(config, optimizer, total_steps: int, steps_per_epoch: int
     )
 
 
+# The TrainConfig fields `load_data` takes under the same name (data_dir is its `root`).
+_DATA_FIELDS = (
+    "download", "subset", "val_fraction", "image_size", "augment", "seed", "num_workers",
+    "val_size", "data_seed", "test", "skip_bad_images",
+)  # fmt: skip
+
+
 def _load_data(config: TrainConfig, device: torch.device, **changes: Any):
-    arguments = dict(
-        device=device,
-        root=config.data_dir,
-        download=config.download,
-        subset=config.subset,
-        val_fraction=config.val_fraction,
-        image_size=config.image_size,
-        augment=config.augment,
-        seed=config.seed,
-        num_workers=config.num_workers,
-        val_size=config.val_size,
-        data_seed=config.data_seed,
-        test=config.test,
-        skip_bad_images=config.skip_bad_images,
-    )
-    return load_data(config.data, **{**arguments, **changes})
+    arguments = {name: getattr(config, name) for name in _DATA_FIELDS}
+    arguments.update(device=device, root=config.data_dir, **changes)
+    return load_data(config.data, **arguments)
 
 
 def check_data(config: TrainConfig) -> None:

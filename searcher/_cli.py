@@ -21,6 +21,7 @@ from objectives import (
     train,
 )
 from searcher._analysis import PickError
+from searcher._confirm_cli import confirm_with_progress, settings_from_options
 from searcher._local_workers import _Progress, _run_local_workers
 from searcher._record import CONFIRM_SETTINGS_ATTR
 from searcher._shipped import load_spec_file, specs_command
@@ -267,63 +268,8 @@ def confirm_command(
     from searcher._study import open_study
 
     study, spec = open_study(name, _storage_url(storage_url), heartbeat=True)
-    _confirm_study(
-        study, spec, list(numbers), top, _settings(min_seeds, max_seeds, min_saving, alpha)
-    )
-
-
-def _settings(min_seeds, max_seeds, min_saving, alpha):
-    """The confirmation settings the options ask for; None when none is given."""
-    from searcher._verdict import Settings
-
-    given = {"min_seeds": min_seeds, "max_seeds": max_seeds, "min_saving": min_saving,
-             "alpha": alpha}  # fmt: skip
-    given = {k: v for k, v in given.items() if v is not None}
-    if not given:
-        return None
-    try:
-        return Settings(**given)
-    except ValueError as e:
-        raise ConfigError(f"{e}; change --min-seeds/--max-seeds/--alpha/--min-saving") from None
-
-
-def _confirm_study(study, spec, numbers, top, settings):
-    from searcher._confirm import (
-        ConfirmationFailedError,
-        choose_candidates,
-        confirm,
-        stored_settings,
-    )
-    from searcher._confirm_view import publish
-    from searcher._format import show_verdicts
-
-    settings = stored_settings(study, settings)
-    candidates = choose_candidates(study, spec, settings, top, numbers)
-    numbers = ", ".join(str(c.number) for c in candidates)
-    click.echo(
-        f"confirming trial(s) {numbers} of '{study.study_name}' over fresh paired seeds "
-        f"({settings.min_seeds}-{settings.max_seeds}), scored on the test split"
-    )
-    bar = tqdm(desc="  epochs", unit="ep", leave=False, disable=None)
-
-    def on_epoch(epoch, total):
-        if epoch == 1:
-            bar.reset(total=total)
-        bar.update(1)
-
-    def on_run(run, cost, result):
-        click.echo(f"  {run.key}: cost {cost:.4g}, test accuracy {100 * result.test_accuracy:.2f}%")
-
-    try:
-        confirm(study, spec, candidates, settings, on_run=on_run, on_epoch=on_epoch)
-    except ConfirmationFailedError as e:
-        bar.close()
-        click.echo(f"error: {mask_password(str(e))}", err=True)
-        sys.exit(1)
-    finally:
-        bar.close()
-        publish(study, spec)
-    click.echo(show_verdicts(study))
+    settings = settings_from_options(min_seeds, max_seeds, min_saving, alpha)
+    confirm_with_progress(study, spec, list(numbers), top, settings)
 
 
 @cli.command("export")
@@ -414,7 +360,7 @@ def quickstart_command(spec, out, storage_url) -> None:
         settings = Settings(max_seeds=QUICKSTART_MAX_SEEDS)
     else:
         settings = None  # a resumed quickstart keeps the settings it was confirmed with
-    _confirm_study(study, study_spec, [], 1, settings)
+    confirm_with_progress(study, study_spec, [], 1, settings)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.html"

@@ -20,6 +20,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed
 SPEC = tiny_spec("budget")
 
 
+def _baselines_done(tmp_path, monkeypatch, grace_period_s: int):
+    """A SQLite study with heartbeats every second whose two baselines have run."""
+    monkeypatch.setenv("DIKD_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("DIKD_GRACE_PERIOD", str(grace_period_s))
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    spec = parse_spec({**SPEC, "storage": url})
+    study = create_or_resume(spec, url)
+    assert run_trials(study, spec, max_trials=2) == 2  # the baselines
+    return study, spec
+
+
 @pytest.fixture(autouse=True)
 def _training_stood_in(monkeypatch):
     monkeypatch.setattr(
@@ -78,12 +89,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(
 
     from optuna.trial import FrozenTrial
 
-    monkeypatch.setenv("DIKD_HEARTBEAT_INTERVAL", "1")
-    monkeypatch.setenv("DIKD_GRACE_PERIOD", "3")
-    url = f"sqlite:///{tmp_path / 'z.db'}"
-    spec = parse_spec({**SPEC, "storage": url})
-    study = create_or_resume(spec, url)
-    assert run_trials(study, spec, max_trials=2) == 2  # the baselines
+    study, spec = _baselines_done(tmp_path, monkeypatch, grace_period_s=3)
     # A zombie: RUNNING since a minute ago, no heartbeat ever, holding the last slot.
     template = FrozenTrial(
         number=-1, state=TrialState.RUNNING, value=None,
@@ -106,12 +112,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(
 def one_slot_held_by_another_worker(tmp_path, monkeypatch):
     """A study whose baselines are done and whose last slot another worker is training (a
     RUNNING trial with a fresh heartbeat). Yields (study, spec, the other's trial)."""
-    monkeypatch.setenv("DIKD_HEARTBEAT_INTERVAL", "1")
-    monkeypatch.setenv("DIKD_GRACE_PERIOD", "30")
-    url = f"sqlite:///{tmp_path / 'w.db'}"
-    spec = parse_spec({**SPEC, "storage": url})
-    study = create_or_resume(spec, url)
-    assert run_trials(study, spec, max_trials=2) == 2  # the baselines
+    study, spec = _baselines_done(tmp_path, monkeypatch, grace_period_s=30)
     other = study.ask()
     _storage.rdb_storage(study).record_heartbeat(other._trial_id)
     return study, spec, other
