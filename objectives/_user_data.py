@@ -258,12 +258,16 @@ def _num_classes(datasets: dict[str, Any], splits: dict[str, CachedSplit]) -> in
     return max(largest + 1, len(getattr(datasets["train"], "classes", None) or ()))
 
 
-def _train_val_index(request: LoadRequest, n: int, has_val: bool) -> tuple[Tensor, Tensor]:
-    """Training and validation indices into the training Dataset; with a val Dataset (and no
-    val_size) only `subset` chooses, as for image folders' val/."""
-    if has_val and request.val_size is None:
-        return requested_split(request, n, val_fraction=0.0)
-    return requested_split(request, n)
+def _own_val(request: LoadRequest, datasets: Mapping[str, Any]) -> bool:
+    """Whether the validation split is the user's val Dataset: given, and no `val_size` asks for
+    a fixed sample of the training images (as image folders' val/)."""
+    return "val" in datasets and request.val_size is None
+
+
+def _train_val_index(request: LoadRequest, n: int, own_val: bool) -> tuple[Tensor, Tensor]:
+    """Training and validation indices into the training Dataset; with its own val Dataset only
+    `subset` chooses."""
+    return requested_split(request, n, val_fraction=0.0 if own_val else None)
 
 
 # --- read once: tensors ----------------------------------------------------------------------
@@ -283,8 +287,9 @@ def _tensor_data(
         images, labels = rows(split.images, torch.from_numpy(split.labels), everything)
         return (images if eight_bit else _as_float(images)), labels
 
-    train_index, val_index = _train_val_index(request, len(splits["train"].labels), "val" in splits)
-    val = part("val") if "val" in splits else part("train", val_index)
+    own_val = _own_val(request, splits)
+    train_index, val_index = _train_val_index(request, len(splits["train"].labels), own_val)
+    val = part("val") if own_val else part("train", val_index)
     test = part("test") if "test" in splits else None
     return split_tensor_data(request, part("train", train_index), val, test, num_classes)
 
@@ -346,12 +351,13 @@ class DatasetData(TrainingData):
     ) -> None:
         train = splits["train"]
         n = len(train.labels)
-        train_index, val_index = _train_val_index(request, n, "val" in datasets)
+        own_val = _own_val(request, datasets)
+        train_index, val_index = _train_val_index(request, n, own_val)
         self.sources: dict[str, tuple[Any, list[int]]] = {
             "train": (datasets["train"], train_index.tolist()),
             "val": (datasets["train"], val_index.tolist()),
         }
-        for what in ("val", "test"):
+        for what in ("val", "test") if own_val else ("test",):
             if what in datasets:
                 self.sources[what] = (datasets[what], list(range(len(datasets[what]))))
         size = request.image_size
