@@ -4,7 +4,8 @@ Each item must be `(image tensor C x H x W, int label)`. One pass over a split s
 its images' shape, whether they are 8-bit and their per-channel sums (`<key>.labels.npy` and the
 JSON index), and, for a split whose items do not change from one read to the next, the images
 themselves as one (N, C, H, W) array (`<key>.npy`): uint8 where every image is 8-bit (uint8, or
-floats in [0, 1] that are exactly k/255: `ToTensor()` of 8-bit pixels), float32 otherwise.
+floats in [0, 1] that are exactly k/255: `ToTensor()` of 8-bit pixels), float32 otherwise (a
+uint8 image among floats as k/255). Images are resized to `image_size` as they are read.
 
 The key hashes what the user's code is (the import path, the keywords passed, the source files
 of the callable and of the Dataset's class: path, size and modification time), the split's
@@ -116,9 +117,7 @@ def source_stamp(obj: Any) -> list[Any]:
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 
 
-def split_key(
-    dataset: Any, parts: dict[str, Any], sample: list[tuple[Tensor, int]] | None
-) -> str:
+def split_key(dataset: Any, parts: dict[str, Any], sample: list[tuple[Tensor, int]] | None) -> str:
     """The cache key of one split (see the module's docstring). `sample` is None when the
     Dataset gives its own `dikd_cache_key`; pixels are hashed only where `parts["pixels"]`."""
     own = getattr(dataset, "dikd_cache_key", None)

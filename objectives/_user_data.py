@@ -10,12 +10,14 @@ The callable takes no required arguments; of `root` (the config's `data_dir`), `
   Without val, the validation split is carved from train as for every data set.
 
 Datasets whose items are the same on every read are read once into the image cache
-(`_dataset_cache.py`) and trained from as tensors (`TensorData`). One whose items change
+(`_dataset_cache.py`) and trained from as tensors (`TensorData`). If any Dataset's items change
 between reads (random transforms in `__getitem__`: two reads of a sample of items differ, or
-`data_fixed: false`) is read every epoch through a DataLoader (`DatasetData`), and then the
-timed training includes that reading, as it would in the user's own loop. dikd's random crop
-and flip are added to either unless `augment: false`; a training Dataset with `dikd_flip =
-False` is cropped, not flipped.
+`data_fixed: false`), every split is read every epoch through a DataLoader (`DatasetData`), and
+the timed training includes that reading, as it would in the user's own loop. The training
+split decides the units: 8-bit images are normalised by dikd, float ones are passed on as they
+are; the other splits are brought to its units. dikd's random crop and flip are added either
+way unless `augment: false`; a training Dataset with `dikd_flip = False` is cropped, not
+flipped. Training is the same whether or not the test split is loaded.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ from objectives._dataset_cache import (
 from objectives._errors import ConfigError
 from objectives._folders import rows
 from objectives._imports import (
+    ALLOW_ENV,
     DATASET_GROUP,
     entry_points,
     import_callable,
     is_import_path,
     load_entry_point,
+    top_package,
 )
 from objectives._tensor_data import crop_flip, requested_split, split_tensor_data
 
@@ -82,13 +86,15 @@ def load_user_data(request: LoadRequest) -> TrainingData:
             f"{FIELD}: {path} returned no test split, and test: true asks for one; return "
             "(train, test) Datasets, or set test: false"
         )
-    if not request.test:
-        datasets.pop("test", None)
     flip = getattr(datasets["train"], "dikd_flip", True)
     request = dataclasses.replace(request, flip=bool(flip) and request.flip)
     parts = {"path": path, "keywords": passed, "source": source_stamp(make)}
+    # Training is the same with or without the test split: every split returned decides
+    # whether the data is cached, the training split alone its units and the classes.
     fixed, samples = _fixedness(datasets, request.data_fixed)
     store = all(fixed.values())
+    if not request.test:
+        datasets.pop("test", None)
     splits = {}
     for what, dataset in datasets.items():
         kind = {"split": what, "pixels": fixed[what], "stored": store, "size": request.image_size}
@@ -110,7 +116,8 @@ def load_user_data(request: LoadRequest) -> TrainingData:
 def describe_entry_point(name: str) -> str:
     """What `dikd datasets` says of an entry-point name, without importing it."""
     value = entry_points(DATASET_GROUP)[name].value
-    return f"published by an installed package ({value}); dikd adds crops and flips"
+    package = top_package(value)
+    return f"published by an installed package: {value} (imported where {ALLOW_ENV} has {package})"
 
 
 # --- the callable ----------------------------------------------------------------------------
@@ -253,9 +260,18 @@ def _check_alike(splits: dict[str, CachedSplit]) -> None:
 
 
 def _num_classes(datasets: dict[str, Any], splits: dict[str, CachedSplit]) -> int:
-    """One more than the largest label, or the training Dataset's `classes` when longer."""
-    largest = max(int(split.labels.max()) for split in splits.values())
-    return max(largest + 1, len(getattr(datasets["train"], "classes", None) or ()))
+    """One more than the largest training label, or the training Dataset's `classes` when
+    longer; a larger label elsewhere is a one-line ConfigError."""
+    classes = getattr(datasets["train"], "classes", None) or ()
+    count = max(int(splits["train"].labels.max()) + 1, len(classes))
+    for what, split in splits.items():
+        if split.labels.max() >= count:
+            raise ConfigError(
+                f"{FIELD}: {_NAMES[what]} has label {int(split.labels.max())}, and the training "
+                f"Dataset's labels stop at {count - 1}; give the training Dataset a `classes` "
+                "attribute listing every class"
+            )
+    return count
 
 
 def _own_val(request: LoadRequest, datasets: Mapping[str, Any]) -> bool:
@@ -276,16 +292,16 @@ def _train_val_index(request: LoadRequest, n: int, own_val: bool) -> tuple[Tenso
 def _tensor_data(
     request: LoadRequest, splits: dict[str, CachedSplit], num_classes: int
 ) -> TrainingData:
-    """The cached splits as `TensorData`: uint8 when every split is 8-bit, else float32 (8-bit
-    splits as k/255), which is not re-normalised."""
-    eight_bit = all(split.eight_bit for split in splits.values())
+    """The cached splits as `TensorData`: uint8 when the training split is 8-bit (normalised by
+    dikd), else float32 (passed on as it is); other splits in the training split's units."""
+    eight_bit = splits["train"].eight_bit
 
     def part(what: str, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
         split = splits[what]
         assert split.images is not None  # stored: every split is fixed
         everything = np.arange(len(split.labels)) if index is None else index
         images, labels = rows(split.images, torch.from_numpy(split.labels), everything)
-        return (images if eight_bit else _as_float(images)), labels
+        return _in_units(images, eight_bit), labels
 
     own_val = _own_val(request, splits)
     train_index, val_index = _train_val_index(request, len(splits["train"].labels), own_val)
@@ -294,8 +310,11 @@ def _tensor_data(
     return split_tensor_data(request, part("train", train_index), val, test, num_classes)
 
 
-def _as_float(images: Tensor) -> Tensor:
-    """Stored images as float32: an 8-bit split as k/255, next to a float one."""
+def _in_units(images: Tensor, eight_bit: bool) -> Tensor:
+    """A split's stored images in the training split's units: 0-255 (uint8, or float32 for a
+    float split next to an 8-bit training split), or floats as given (uint8 as k/255)."""
+    if eight_bit:
+        return images if images.dtype == torch.uint8 else images * 255
     return images.float() / 255 if images.dtype == torch.uint8 else images
 
 
@@ -375,7 +394,7 @@ class DatasetData(TrainingData):
         self.augment = request.augment
         self.flip = request.flip
         self.pad = max(1, int(min(height, width) / 8 + 0.5))
-        self.eight_bit = all(split.eight_bit for split in splits.values())
+        self.eight_bit = train.eight_bit  # every split is read in the training split's units
         self.num_workers = request.num_workers
         self._collate = functools.partial(_collate, size=size, eight_bit=self.eight_bit)
         self._loaders: dict[tuple[str, int], tuple[Any, _Order]] = {}

@@ -24,6 +24,7 @@ from objectives import (
 from objectives._data import TensorData
 from objectives._dataset_cache import sample_indices
 from objectives._user_data import DatasetData
+from searcher._cli import cli
 
 CPU = torch.device("cpu")
 MODULE = "dikd_user_data"
@@ -94,6 +95,18 @@ def with_val():
 
 def as_mapping():
     return {"train": Images(60), "test": Images(20, seed=1, tag="test")}
+
+
+def float_test():
+    return Images(60), Images(20, seed=1, kind="normalised", tag="test")
+
+
+def random_test():
+    return Images(60), Images(20, seed=1, kind="random", tag="test")
+
+
+def unseen_label():
+    return Images(60), [(torch.zeros(3, 8, 8, dtype=torch.uint8), 7)]
 
 
 def train_only():
@@ -249,6 +262,20 @@ def test_one_channel_non_square_float_images_train_with_crops_and_flips(user_mod
     assert resized.info.image_size == (5, 5) and resized.train_images.dtype == torch.float32
 
 
+def test_the_training_split_decides_units_and_how_data_is_read(user_module) -> None:
+    data, plain = load("float_test", test=True), load("float_test")
+    assert data.train_images.dtype == torch.uint8  # the training split is 8-bit
+    assert torch.equal(data.train_images, plain.train_images)  # with or without the test split
+    # Float test images are brought to the training split's units and normalised alike.
+    test = items(user_module, "float_test", 1) * 255
+    expected = (test - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1)
+    assert torch.allclose(scored_images(data), expected, atol=1e-4)
+    # A test split whose items change makes every split read every epoch, whether or not
+    # this run scores it: training is the same with and without the test split.
+    assert isinstance(load("random_test", test=True), DatasetData)
+    assert isinstance(load("random_test"), DatasetData)
+
+
 def test_train_val_test_and_a_mapping(user_module) -> None:
     data = load("with_val", test=True)
     assert (data.info.train_size, data.info.val_size, data.info.test_size) == (60, 12, 20)
@@ -370,6 +397,9 @@ def test_entry_point_names_a_data_set(tmp_path, monkeypatch, user_module) -> Non
     assert list_datasets()[-1] == "acme-tiny"
     assert f"{MODULE}:uint8_pair" in describe_dataset("acme-tiny")
     assert TrainConfig(data="acme-tiny").data == "acme-tiny"
+    listed = CliRunner().invoke(cli, ["datasets"]).output.splitlines()
+    assert f"acme-tiny: published by an installed package: {MODULE}:uint8_pair" in listed[-2]
+    assert "unless augment: false" in listed[-1]
     data = load_data("acme-tiny", device=CPU, num_workers=0)
     assert data.info.train_size == 54
     monkeypatch.delenv("DIKD_ALLOW_IMPORTS")  # entry points obey the allow-list too
@@ -413,6 +443,8 @@ def test_refusals(name: str, match: str) -> None:
 def test_refusals_of_splits() -> None:
     one_line_error("differing_test", "test Dataset holds 3x6x6 .* set image_size", test=True)
     one_line_error("train_only", "returned no test split, and test: true", test=True)
+    one_line_error("unseen_label", "test Dataset has label 7, and the training .* stop at 3; "
+                   "give the training Dataset a `classes`", test=True)  # fmt: skip
     assert load("differing_test", test=True, image_size=8).info.test_size == 4
 
 
@@ -432,8 +464,6 @@ def test_package_not_allowed(monkeypatch) -> None:
 
 
 def test_cli_refuses_with_exit_2_and_stores_nothing(tmp_path, monkeypatch) -> None:
-    from searcher._cli import cli
-
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump({"data": f"{MODULE}:wrong_type", "num_workers": 0}))
@@ -477,4 +507,3 @@ def test_cached_images_match_the_items(user_module) -> None:
     assert sorted(map(bytes, everything.numpy())) == sorted(map(bytes, train_items.numpy()))
     labels = torch.cat([data.train_labels, data.val_labels])
     assert sorted(labels.tolist()) == sorted(int(user_module.Images(60).y[i]) for i in range(60))
-
