@@ -109,6 +109,12 @@ def unseen_label():
     return Images(60), [(torch.zeros(3, 8, 8, dtype=torch.uint8), 7)]
 
 
+def no_flips():
+    train, test = Images(60), Images(20, seed=1, tag="test")
+    train.dikd_flip = False
+    return train, test
+
+
 def train_only():
     return {"train": Images(60)}
 
@@ -258,6 +264,7 @@ def test_one_channel_non_square_float_images_train_with_crops_and_flips(user_mod
     x_plain, _ = next(iter(plain.train_batches(16, torch.Generator().manual_seed(0))))
     assert not torch.equal(x, x_plain)  # dikd's crops and flips are added
     assert scored_images(data).shape == (20, 1, 6, 10)
+    assert data.flip and not load("no_flips").flip  # crops only, when the Dataset says so
     resized = load("gray_wide", image_size=5)
     assert resized.info.image_size == (5, 5) and resized.train_images.dtype == torch.float32
 
