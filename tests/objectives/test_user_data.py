@@ -21,7 +21,7 @@ from objectives import (
     load_data,
     train,
 )
-from objectives._data import TensorData
+from objectives._data import TensorData, crop_flip
 from objectives._dataset_cache import sample_indices
 from objectives._user_data import DatasetData
 from searcher._cli import cli
@@ -514,3 +514,15 @@ def test_cached_images_match_the_items(user_module) -> None:
     assert sorted(map(bytes, everything.numpy())) == sorted(map(bytes, train_items.numpy()))
     labels = torch.cat([data.train_labels, data.val_labels])
     assert sorted(labels.tolist()) == sorted(int(user_module.Images(60).y[i]) for i in range(60))
+
+
+def test_crop_flip_one_channel_non_square_float() -> None:
+    x = torch.randn(2, 1, 5, 9)
+    centre = torch.tensor([[2, 2], [2, 2]])
+    assert torch.equal(crop_flip(x, 2, centre, None), x)  # shift (pad, pad): unchanged
+    flipped = crop_flip(x, 2, centre, torch.tensor([True, False]))
+    assert torch.equal(flipped[0], x[0].flip(-1)) and torch.equal(flipped[1], x[1])
+    shifted = crop_flip(x, 2, torch.tensor([[0, 0], [4, 4]]), None)
+    assert torch.equal(shifted[0, :, 2:, 2:], x[0, :, :3, :7])  # zero-padded top left
+    assert shifted[0, :, :2].abs().sum() == 0
+    assert torch.equal(shifted[1, :, :3, :7], x[1, :, 2:, 2:])
