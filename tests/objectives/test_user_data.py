@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -22,7 +23,7 @@ from objectives import (
     train,
 )
 from objectives._data import TensorData, crop_flip
-from objectives._dataset_cache import sample_indices
+from objectives._dataset_cache import cached_split, sample_indices
 from objectives._user_data import DatasetData
 from searcher._cli import cli
 
@@ -174,6 +175,19 @@ def raises():
     raise RuntimeError("no files in /nowhere")
 
 
+class Broken(Images):
+    dikd_cache_key = "v1"
+
+    def __getitem__(self, i):
+        if i == 5:
+            raise ValueError("broken file 5.png")
+        return super().__getitem__(i)
+
+
+def broken():
+    return Broken(10), Broken(10)
+
+
 NOT_CALLABLE = 3
 '''
 
@@ -196,7 +210,7 @@ def user_module(tmp_path_factory, monkeypatch):
 
 
 def load(name: str, **kwargs):
-    return load_data(f"{MODULE}:{name}", device=CPU, num_workers=0, **kwargs)
+    return load_data(f"{MODULE}:{name}", device=CPU, **{"num_workers": 0, **kwargs})
 
 
 def scored_images(data, batch_size: int = 7) -> torch.Tensor:
@@ -526,3 +540,20 @@ def test_crop_flip_one_channel_non_square_float() -> None:
     assert torch.equal(shifted[0, :, 2:, 2:], x[0, :, :3, :7])  # zero-padded top left
     assert shifted[0, :, :2].abs().sum() == 0
     assert torch.equal(shifted[1, :, :3, :7], x[1, :, 2:, 2:])
+
+
+def test_a_split_turning_float_midway_is_stored_as_float(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DIKD_CACHE_DIR", str(tmp_path))
+    eight = torch.randint(0, 256, (3, 2, 4, 6), dtype=torch.uint8)
+    odd = torch.full((2, 4, 6), 0.3)
+    items = [(eight[0], 0), (eight[1] / 255, 1), (eight[2], 0), (odd, 1)]
+    split = cached_split(items, "k", store_pixels=True, image_size=None, num_workers=0, what="x")
+    assert not split.eight_bit and split.images.dtype == np.float32
+    assert np.allclose(split.images[:3], eight.numpy() / 255) and np.allclose(split.images[3], 0.3)
+    assert split.labels.tolist() == [0, 1, 0, 1] and split.shape == (2, 4, 6)
+
+
+def test_an_error_in_a_reading_worker_is_one_line() -> None:
+    message = one_line_error("broken", "reading the training Dataset raised", data_fixed=True,
+                             num_workers=1)  # fmt: skip
+    assert "broken file 5.png" in message
