@@ -196,6 +196,11 @@ def _datasets(value: Any, path: str) -> dict[str, Any]:
     else:
         raise ConfigError(f"{FIELD}: {path} returned {describe(value)}; {_FORMS}")
     for what, dataset in datasets.items():
+        if isinstance(dataset, Tensor):
+            raise ConfigError(
+                f"{FIELD}: {path} returned a tensor as {_NAMES[what]}; return Datasets, e.g. "
+                "torch.utils.data.TensorDataset(images, labels) for each split"
+            )
         if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
             raise ConfigError(
                 f"{FIELD}: {path} returned {describe(dataset)} as {_NAMES[what]}; {_FORMS}, "
@@ -247,15 +252,17 @@ def _same(a: tuple[Tensor, int], b: tuple[Tensor, int]) -> bool:
 
 
 def _check_alike(splits: dict[str, CachedSplit]) -> None:
-    """Every split's images have the training split's shape and storage kind."""
+    """Every split's images have the training split's shape, or a one-line ConfigError."""
     first = splits["train"]
     for what, split in splits.items():
         if split.shape != first.shape:
             size, train_size = ("x".join(map(str, s)) for s in (split.shape, first.shape))
+            fix = "give every split as many channels"
+            if split.shape[0] == first.shape[0]:
+                fix = "set image_size: N (resizes every split to N x N) or make them alike"
             raise ConfigError(
                 f"{FIELD}: {_NAMES[what]} holds {size} images (C x H x W) and the training "
-                f"Dataset {train_size}; set image_size: N (resizes every split to N x N) or "
-                "make them alike"
+                f"Dataset {train_size}; {fix}"
             )
 
 

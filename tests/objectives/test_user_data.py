@@ -139,6 +139,10 @@ def wrong_type():
     return 42
 
 
+def tensors():
+    return torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.int64)
+
+
 def arrays():
     return [(np.zeros((3, 8, 8)), 0)] * 4, [(np.zeros((3, 8, 8)), 0)] * 4
 
@@ -447,6 +451,7 @@ def test_config_checks_the_form_only() -> None:
         ("NOT_CALLABLE", "not a function or class"),
         ("needs_count", "requires the argument 'count'; a data callable takes no required"),
         ("wrong_type", "returned a int; return TrainingData, a \\(train, test\\)"),
+        ("tensors", "returned a tensor as the training Dataset; .*TensorDataset"),
         ("arrays", "item 0 of the training Dataset is a numpy.ndarray"),
         ("flat_images", "of shape \\(8, 8\\); each item must be \\(image tensor C x H x W"),
         ("float_labels", "the label of item 0 of the training Dataset is a float"),
