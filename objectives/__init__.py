@@ -9,7 +9,9 @@ Public API (everything else is private):
   `EpochRecord`, `check_data`, `resolve_device`;
 - registries by name: `register_model`, `list_models`, `build_model`; `register_dataset` (a
   loader receives a `LoadRequest` and returns `TrainingData`), `list_datasets`,
-  `describe_dataset` (what of it is installed), `load_data`;
+  `describe_dataset` (what of it is installed), `load_data` (also the user's own data: an
+  import path `package.module:callable` or a name published in the `dikd.datasets` entry-point
+  group, returning `TrainingData` or Datasets; docs/your-own-data.md);
 - errors: `ConfigError` (a user's input, one line naming the field and the fix),
   `NonFiniteLossError`, and the helpers that make one-line errors: `describe_validation_error`
   (a pydantic error) and `load_yaml_file` (a YAML file, every way reading it can fail).

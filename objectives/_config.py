@@ -25,9 +25,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = "resnet20"  # resnet20/32/56 or a torchvision classification model
-    data: str = (
-        "fashion-mnist"  # see `dikd datasets`, e.g. cifar10, openclipart, imagefolder:<path>
-    )
+    # See `dikd datasets`, e.g. cifar10, openclipart, imagefolder:<path>; or your own data as
+    # an import path package.module:callable (docs/your-own-data.md).
+    data: str = "fashion-mnist"
     data_dir: str | None = None  # where the data set lies; None: its default place
     download: bool = False  # allow torchvision to download the data set
     subset: int | None = Field(None, gt=0)  # training images used (seeded choice); None: all
@@ -42,6 +42,10 @@ class TrainConfig(BaseModel):
     test: bool = False
     image_size: int | None = Field(None, gt=0)  # resize images to this many pixels a side
     augment: bool = True  # random crop with padding (and flips where they suit the data)
+    # Your own Datasets (`data` an import path): true, their items are the same on every read
+    # (read once into the image cache); false, they change (random transforms), read every
+    # epoch; auto, read a sample twice and compare.
+    data_fixed: bool | Literal["auto"] = "auto"
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(0.1, gt=0)  # peak learning rate
@@ -75,6 +79,13 @@ class TrainConfig(BaseModel):
 
     _known_model = field_validator("model")(classmethod(lambda cls, v: check_model_name(v)))
     _known_data = field_validator("data")(classmethod(lambda cls, v: check_dataset_name(v)))
+
+    @field_validator("data_fixed", mode="before")
+    @classmethod
+    def _fixed_or_auto(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError(f"must be true, false or auto, got {value!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from objectives._errors import ConfigError
+from objectives._imports import DATASET_GROUP, entry_points
 
 DEFAULT_ROOT = "~/.cache/dikd/data"
 SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # apt package dataset-fashion-mnist
@@ -115,6 +116,9 @@ class LoadRequest:
     data_seed: int = 0  # chooses the validation images when val_size is set
     test: bool = False  # load the test split too
     skip_bad_images: bool = False  # image files that cannot be decoded: skipped, else an error
+    # A user's Datasets: True, their items are the same on every read (read once, cached);
+    # False, read every epoch; "auto", read a sample twice and compare (`_user_data.py`).
+    data_fixed: bool | str = "auto"
 
 
 Loader = Callable[[LoadRequest], TrainingData]
@@ -153,25 +157,35 @@ def register_dataset(
 
 
 def list_datasets() -> list[str]:
-    """Registered data set names, e.g. ["fashion-mnist", ..., "imagefolder:<path>"]."""
-    return [entry.name for entry in _REGISTRY.values()]
+    """Registered data set names, e.g. ["fashion-mnist", ..., "imagefolder:<path>"], then the
+    names installed packages publish in the `dikd.datasets` entry-point group."""
+    published = sorted(set(entry_points(DATASET_GROUP)) - set(_REGISTRY))
+    return [entry.name for entry in _REGISTRY.values()] + published
 
 
 def describe_dataset(name: str) -> str | None:
-    """What the registered data set `name` holds here (None when its loader says nothing);
-    a missing data set is a FileNotFoundError saying how to get it."""
+    """What the data set `name` holds here (None when its loader says nothing); a missing data
+    set is a FileNotFoundError saying how to get it. A published name is described without
+    importing it."""
     entry, _ = _lookup(name)
+    if entry is None:
+        return _user_data.describe_entry_point(name)
     return entry.describe() if entry.describe is not None else None
 
 
-def _lookup(name: str) -> tuple[_Entry, str | None]:
+def _lookup(name: str) -> tuple[_Entry | None, str | None]:
+    """The registered data set `name` is and its argument; (None, None) for the user's own data
+    (an import path, or a published name). A registered key before ':' always wins."""
     key, colon, arg = name.partition(":")
     entry = _REGISTRY.get(key)
+    if entry is None and _user_data.is_user_data(name):
+        return None, None
     takes_arg = entry is not None and ":" in entry.name
     if entry is None or (colon and not takes_arg):
-        choices = list_datasets()
+        choices = [e.name for e in _REGISTRY.values()]
         raise ConfigError(
-            f"unknown data set {name!r}: choose {', '.join(choices[:-1])} or {choices[-1]}"
+            f"unknown data set {name!r}: choose {', '.join(choices)}, a name `dikd datasets` "
+            "lists, or your own data as an import path package.module:callable"
         )
     if takes_arg and not arg:
         raise ConfigError(f"data set {name!r} needs an argument: use {entry.name}")
@@ -179,7 +193,8 @@ def _lookup(name: str) -> tuple[_Entry, str | None]:
 
 
 def check_dataset_name(name: str) -> str:
-    """`name` if it names a registered data set, else a one-line ConfigError."""
+    """`name` if it names a registered or published data set or is written as an import path
+    (imported only when loaded), else a one-line ConfigError."""
     _lookup(name)
     return name
 
@@ -200,6 +215,7 @@ def load_data(
     data_seed: int = 0,
     test: bool = False,
     skip_bad_images: bool = False,
+    data_fixed: bool | str = "auto",
 ) -> TrainingData:
     """Load data set `name` with its validation split; batches come out on `device`.
 
@@ -210,7 +226,9 @@ def load_data(
     `test` loads the test split too. `image_size` resizes every split to that many pixels a side.
     Image files are decoded once per machine into the image cache (`_image_cache.py`), by
     `num_workers` threads; one that cannot be decoded is an error, or with `skip_bad_images`
-    is left out and counted in a warning.
+    is left out and counted in a warning. `name` may also be the user's own data (an import
+    path or a published name; `_user_data.py`), whose `data_fixed` says whether its items are
+    the same on every read (True, False or "auto": compare two reads of a sample).
     """
     entry, arg = _lookup(name)
     if subset is not None and subset < 1:
@@ -223,6 +241,8 @@ def load_data(
         raise ConfigError(f"image_size must be at least 1 pixel, got {image_size}")
     if num_workers < 0:
         raise ConfigError(f"num_workers must be at least 0, got {num_workers}")
+    if data_fixed not in (True, False, "auto"):
+        raise ConfigError(f"data_fixed must be true, false or auto, got {data_fixed!r}")
     request = LoadRequest(
         name=name,
         arg=arg or None,
@@ -235,20 +255,21 @@ def load_data(
         augment=augment,
         seed=seed,
         num_workers=num_workers,
-        flip=entry.flip,
+        flip=True if entry is None else entry.flip,
         val_size=val_size,
         data_seed=data_seed,
         test=test,
         skip_bad_images=skip_bad_images,
+        data_fixed=data_fixed,
     )
-    data = entry.loader(request)
+    data = _user_data.load_user_data(request) if entry is None else entry.loader(request)
     if test and data.info.test_size == 0:  # fail before training, not after it
         raise _no_test_split(name)
     return data
 
 
 # The data sets register themselves when their modules load, in the order `list_datasets` shows;
-# these are the names others use.
-from objectives import _files, _folders, _openclipart  # noqa: E402, F401
+# these are the names others use. `_user_data` loads the user's own data (import paths).
+from objectives import _files, _folders, _openclipart, _user_data  # noqa: E402, F401
 from objectives._files import SYNTHETIC_SIZE, SYNTHETIC_TEST_SIZE  # noqa: E402, F401
 from objectives._tensor_data import TensorData, crop_flip, split_indices, tensor_data  # noqa: E402, F401

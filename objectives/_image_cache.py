@@ -6,7 +6,8 @@ decodes every image (transparency composited on white) into `<cache>/images/<key
 maps that file. The key hashes the files' paths, sizes and modification times, so a changed,
 added or removed file makes a new cache. Two processes that start at once take a file lock:
 one decodes, the other waits and maps the result. A `<key>.json` written last marks the cache
-complete and lists the files that could not be decoded.
+complete and lists the files that could not be decoded. A user's own `Dataset` is read once
+into the same cache by the same rule (`built_once`; `_dataset_cache.py`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,6 +40,28 @@ MAX_PIXELS = 40_000_000
 def cache_root() -> Path:
     """Where dikd keeps what it computes once per machine: $DIKD_CACHE_DIR or ~/.cache/dikd."""
     return Path(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+
+
+def built_once(key: str, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """What `build(prefix)` writes under `<cache>/images/<key>.*`, built once per machine.
+
+    `build` writes its files (each complete before it is renamed into place) and returns the
+    index, which is written last as `<key>.json`: its presence marks the cache complete. A file
+    lock makes a second process that asks at the same time wait for the first one's result.
+    Returns the prefix (`<cache>/images/<key>`) and the index.
+    """
+    folder = cache_root() / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix, index_path = folder / key, folder / f"{key}.json"
+    if not index_path.exists():
+        with open(folder / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building this very cache
+            if not index_path.exists():
+                index = build(prefix)
+                partial = folder / f"{key}.partial-{os.getpid()}.json"
+                partial.write_text(json.dumps(index))
+                os.replace(partial, index_path)  # written last: the cache is complete
+    return prefix, json.loads(index_path.read_text())
 
 
 @dataclass(frozen=True)
@@ -97,16 +120,14 @@ def decoded_images(
     """The files decoded at `size` (see `decode_image`), from the machine's cache, built here
     first if needed. A file that cannot be decoded is a one-line ConfigError naming it, or with
     `skip_bad` is skipped (`usable` False) and counted. `threads` decode at once."""
-    folder = cache_root() / "images"
-    folder.mkdir(parents=True, exist_ok=True)
     key = _key(files, size, fit)
-    array_path, index_path = folder / f"{key}.npy", folder / f"{key}.json"
-    if not index_path.exists():
-        with open(folder / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building this very cache
-            if not index_path.exists():
-                _build(files, size, fit, array_path, index_path, threads, what)
-    skipped = [tuple(entry) for entry in json.loads(index_path.read_text())["skipped"]]
+
+    def build(prefix: Path) -> dict[str, Any]:
+        return _build(files, size, fit, prefix.with_suffix(".npy"), threads, what)
+
+    prefix, index = built_once(key, build)
+    array_path = prefix.with_suffix(".npy")
+    skipped = [tuple(entry) for entry in index["skipped"]]
     if skipped and not skip_bad:
         path, reason = skipped[0]
         raise _bad_image(path, reason, len(skipped))
@@ -131,8 +152,8 @@ def _bad_image(path: str, reason: str, count: int) -> ConfigError:
 
 
 def _build(
-    files, size: int, fit: Fit, array_path: Path, index_path: Path, threads: int, what: str
-) -> None:
+    files, size: int, fit: Fit, array_path: Path, threads: int, what: str
+) -> dict[str, Any]:
     from PIL import Image
     from tqdm import tqdm
 
@@ -161,7 +182,4 @@ def _build(
             bar.update()
     array.flush()
     os.replace(partial, array_path)
-    index = {"size": size, "fit": fit, "files": len(files), "skipped": sorted(skipped)}
-    partial_index = index_path.with_suffix(f".partial-{os.getpid()}.json")
-    partial_index.write_text(json.dumps(index))
-    os.replace(partial_index, index_path)  # written last: the cache is complete
+    return {"size": size, "fit": fit, "files": len(files), "skipped": sorted(skipped)}

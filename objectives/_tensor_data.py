@@ -115,7 +115,10 @@ def crop_flip(x: Tensor, pad: int, shifts: Tensor, flips: Tensor | None) -> Tens
 
 
 class TensorData(TrainingData):
-    """The splits as uint8 tensors on the device; batches are index slices of a randperm."""
+    """The splits as tensors on the device; batches are index slices of a randperm.
+
+    Images are uint8 (N, C, H, W), normalised with the training split's per-channel statistics,
+    or float32, passed on as they are (a user's data set that is already normalised)."""
 
     def __init__(
         self,
@@ -140,7 +143,10 @@ class TensorData(TrainingData):
         self.flip = flip
         # Pad 4 pixels for 32-pixel images, in proportion for other sizes.
         self.pad = max(1, int(min(info.image_size) / 8 + 0.5))
-        mean, std = _channel_stats(self.train_images)
+        if self.train_images.dtype == torch.uint8:
+            mean, std = _channel_stats(self.train_images)
+        else:
+            mean, std = torch.zeros(info.in_channels), torch.ones(info.in_channels)
         self.mean = mean
         self.std = std
         self._scale = (1.0 / std).view(1, -1, 1, 1).to(self.device)
@@ -235,14 +241,17 @@ def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
 
 
 def _resize(images: Tensor, size: int, chunk: int = 1024) -> Tensor:
-    """Bilinear, antialiased resize of a uint8 NCHW tensor to size x size, done once at load."""
+    """Bilinear, antialiased resize of a uint8 or float NCHW tensor to size x size, done once at
+    load."""
     if images.shape[-2:] == (size, size):
         return images
     parts = []
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk].float()
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        parts.append(x.round_().clamp_(0, 255).to(torch.uint8))
+        if images.dtype == torch.uint8:
+            x = x.round_().clamp_(0, 255).to(torch.uint8)
+        parts.append(x)
     return torch.cat(parts)
 
 
@@ -265,12 +274,13 @@ def tensor_data(
 def split_tensor_data(
     request: LoadRequest, train: Split, val: Split, test: Split | None, num_classes: int
 ) -> TensorData:
-    """Splits already chosen (uint8 NCHW on the CPU), resized to `request.image_size` when set,
-    on the device when they fit in half of its free memory, else streamed from host memory."""
+    """Splits already chosen (uint8 or float32 NCHW on the CPU), resized to `request.image_size`
+    when set, on the device when they fit in half of its free memory, else streamed from host
+    memory."""
     splits = [train, val] + ([test] if test is not None else [])
     size = request.image_size
     pixels = sum(len(x) for x, _ in splits) * train[0].shape[1] * (size or 1) ** 2
-    nbytes = pixels if size else sum(x.numel() for x, _ in splits)
+    nbytes = (pixels if size else sum(x.numel() for x, _ in splits)) * train[0].element_size()
     held = request.device if _fits(nbytes, request.device) else torch.device("cpu")
     moved = [_placed(x, y, held, size) for x, y in splits]
     train_x = moved[0][0]

@@ -102,7 +102,7 @@ def _make_lr_scheduler(config, optimizer, total_steps: int, steps_per_epoch: int
 # The TrainConfig fields `load_data` takes under the same name (data_dir is its `root`).
 _DATA_FIELDS = (
     "download", "subset", "val_fraction", "image_size", "augment", "seed", "num_workers",
-    "val_size", "data_seed", "test", "skip_bad_images",
+    "val_size", "data_seed", "test", "skip_bad_images", "data_fixed",
 )  # fmt: skip
 
 

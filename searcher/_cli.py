@@ -121,6 +121,10 @@ def datasets_command() -> None:
         except FileNotFoundError as e:
             held = f"not installed: {e}"
         click.echo(name if held is None else f"{name}: {held}")
+    click.echo(
+        "or your own Datasets: package.module:callable (docs/your-own-data.md); dikd adds "
+        "random crops and flips to every data set unless augment: false"
+    )
 
 
 @cli.group("study")
