@@ -6,7 +6,7 @@ DIKD := $(VENV)/bin/dikd
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 APT := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: quickstart test lint setup data system-test-deps clean gpu-wheels mutation
+.PHONY: quickstart test test-variants lint setup data system-test-deps clean gpu-wheels mutation
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,13 @@ quickstart: setup data
 
 test: setup system-test-deps
 	$(PY) -m pytest -q
+
+# The suite under other CPU kernels, as other machines run it (not part of `make test`): torch's
+# scalar ATen kernels on one thread, then its AVX2 kernels (different from the default only on
+# an AVX-512 machine). tests/README.md says which variants ran and passed where.
+test-variants: setup system-test-deps
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .

