@@ -118,3 +118,15 @@ def load_entry_point(group: str, name: str, field: str) -> Callable[..., Any]:
     an import path."""
     ep = entry_points(group)[name]
     return import_callable(ep.value.split("[")[0].strip(), field)  # no extras
+
+
+def user_import_paths(config: Any) -> list[str]:
+    """The import paths (or entry points' values) a TrainConfig names: its loop, and its model
+    when that is the user's; `dikd study run FILE` allows their packages."""
+    paths = [config.loop] if getattr(config, "loop", None) else []
+    model = getattr(config, "model", "")
+    if is_import_path(model):
+        paths.append(model)
+    elif model in entry_points(MODEL_GROUP):
+        paths.append(entry_points(MODEL_GROUP)[model].value)
+    return paths
