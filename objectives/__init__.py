@@ -12,7 +12,7 @@ Public API (everything else is private):
   exported pick, step by step), `load_schedule`; `objectives.lightning.ScheduleCallback` (needs
   the `lightning` extra, imported only from there);
 - your own code by import path (`package.module:function`), imported only from packages this
-  process allows: `allow_imports`, `allowed_packages`, `ALLOW_IMPORTS_ENV`, `user_import_paths`;
+  process allows: `allow_imports`, `allowed_packages`, `ALLOW_IMPORTS_ENV`, `user_packages`;
 - registries by name: `register_model`, `list_models`, `build_model`; `register_dataset` (a
   loader receives a `LoadRequest` and returns `TrainingData`), `list_datasets`,
   `describe_dataset` (what of it is installed), `load_data`;
@@ -36,7 +36,7 @@ from objectives._errors import (
     load_yaml_file,
 )
 from objectives._imports import ALLOW_ENV as ALLOW_IMPORTS_ENV
-from objectives._imports import allow_imports, allowed_packages, user_import_paths
+from objectives._imports import allow_imports, allowed_packages, user_packages
 from objectives._loop import LoopError, RunContext, ScheduledSteps, load_schedule
 from objectives._models import build_model, list_models, register_model
 from objectives._reduce import downsample, pool_kernel, pooled_kernel_size, reduced
@@ -87,6 +87,6 @@ __all__ = [
     "register_model",
     "resolve_device",
     "train",
-    "user_import_paths",
+    "user_packages",
     "window_problem",
 ]

@@ -130,3 +130,8 @@ def user_import_paths(config: Any) -> list[str]:
     elif model in entry_points(MODEL_GROUP):
         paths.append(entry_points(MODEL_GROUP)[model].value)
     return paths
+
+
+def user_packages(config: Any) -> set[str]:
+    """The top-level packages whose code a TrainConfig runs (see `user_import_paths`)."""
+    return {top_package(path) for path in user_import_paths(config)}

@@ -124,6 +124,11 @@ class ScheduledSteps:
         if self.on_begin is not None:
             self.on_begin(index, scale, x, model)
         self.steps_begun += 1
+        if optimizer is not None:
+            # Due from the start: a plain loop steps the optimiser after the block, Lightning
+            # inside it (its closure runs the forward and backward within optimizer.step).
+            self._hook(optimizer)
+            self._due = (index, scale)
         if scale > 1.0:
             with reduced(model, scale, self.schedule.kernel_pool, self.schedule.bn):
                 yield downsample(x, scale)
@@ -131,9 +136,6 @@ class ScheduledSteps:
             yield x
         if optimizer is None:
             self._ended(index)
-        else:
-            self._hook(optimizer)
-            self._due = (index, scale)
 
     def _ended(self, index: int) -> None:
         if self.on_end is not None:
