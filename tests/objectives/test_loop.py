@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from torch import nn
+from user_code import loops
 
 from objectives import (
     ConfigError,
@@ -15,14 +16,13 @@ from objectives import (
     Schedule,
     ScheduledSteps,
     TrainConfig,
+    _imports,
     build_model,
     check_data,
     reduced,
     train,
 )
-from objectives import _imports
 from objectives._step import RECALIBRATION_BATCHES
-from user_code import loops
 
 ALL_REDUCED = Schedule("deterministic", frequency=1.0, scale=2.0)
 
