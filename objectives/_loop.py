@@ -71,7 +71,10 @@ class ScheduledSteps:
     Each `step` is the next step of the run. With `optimizer`, `schedule.lr_scale` multiplies
     every group's learning rate during the `optimizer.step()` that follows a reduced step (a
     learning-rate scheduler stepping afterwards is unaffected); without it, a schedule with an
-    lr_scale other than 1 is refused on its first reduced step.
+    lr_scale other than 1 is refused on its first reduced step. When under a fifth of the last
+    100 steps are full, the last step ends by re-estimating the model's BatchNorm statistics
+    from the last RECALIBRATION_BATCHES inputs, as dikd's own loop does (else a mostly reduced
+    end leaves statistics of reduced batches, or none with bn="freeze").
     """
 
     def __init__(self, schedule: Schedule, total_steps: int) -> None:
@@ -89,7 +92,12 @@ class ScheduledSteps:
         self._equivalent: dict[float, float] = {}
         self._due: tuple[int, float] | None = None  # the step whose optimiser step is to come
         self._saved_lrs: list[float] | None = None
+        self._optimizer_depth = 0
         self._hooked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._model: nn.Module | None = None
+        self._reestimate_at_end: bool | None = None  # decided at the first step
+        self._last_inputs: list[torch.Tensor] = []
+        self.bn_reestimation_batches = 0  # inputs the final re-estimation ran on; 0: none
 
     @classmethod
     def from_file(cls, path: str | Path, total_steps: int) -> ScheduledSteps:
@@ -121,6 +129,15 @@ class ScheduledSteps:
                 f"schedule.lr_scale is {self.schedule.lr_scale:g} but the step was given no "
                 "optimizer: pass it, as step(model, x, optimizer), or search lr_scale at 1"
             )
+        self._model = model
+        if self._reestimate_at_end is None:
+            size = tuple(x.shape[-2:])
+            last = range(max(0, self.total_steps - 100), self.total_steps)
+            self._reestimate_at_end = _needs_bn_recalibration(
+                [self.scale_of(i, model, size) for i in last]
+            )
+        if self._reestimate_at_end and index >= self.total_steps - RECALIBRATION_BATCHES:
+            self._last_inputs.append(x.detach())
         if self.on_begin is not None:
             self.on_begin(index, scale, x, model)
         self.steps_begun += 1
@@ -138,6 +155,11 @@ class ScheduledSteps:
             self._ended(index)
 
     def _ended(self, index: int) -> None:
+        if index == self.total_steps - 1 and self._last_inputs and self._model is not None:
+            # Part of making the final model (timed by RunContext: before on_end).
+            reestimate_bn(self._model, self._last_inputs)
+            self.bn_reestimation_batches = len(self._last_inputs)
+            self._last_inputs = []
         if self.on_end is not None:
             self.on_end(index)
 
@@ -150,12 +172,20 @@ class ScheduledSteps:
         )
 
     def _before_optimizer_step(self, optimizer, _args, _kwargs) -> None:
+        # A subclass whose step calls super().step() runs the hooks twice, nested (torch wraps
+        # each class's step): act on the outer call only.
+        self._optimizer_depth += 1
+        if self._optimizer_depth > 1:
+            return
         if self._due is not None and self._due[1] > 1.0 and self.schedule.lr_scale != 1.0:
             self._saved_lrs = [group["lr"] for group in optimizer.param_groups]
             for group in optimizer.param_groups:
                 group["lr"] = group["lr"] * self.schedule.lr_scale
 
     def _after_optimizer_step(self, optimizer, _args, _kwargs) -> None:
+        self._optimizer_depth -= 1
+        if self._optimizer_depth > 0:
+            return
         if self._saved_lrs is not None:
             for group, lr in zip(optimizer.param_groups, self._saved_lrs):
                 group["lr"] = lr  # exactly as it was, not divided back
@@ -251,7 +281,6 @@ class RunContext:
         self._recalibrate: set[int] | None = None  # epochs whose score needs BN re-estimation
         self._kept: deque[torch.Tensor] = deque(maxlen=RECALIBRATION_BATCHES)
         self._saved_bn: list[dict[str, torch.Tensor]] | None = None
-        self._final_recalibrations = 0
 
     @property
     def total_steps(self) -> int | None:
@@ -357,12 +386,12 @@ class RunContext:
     # --- measuring around the steps ------------------------------------------------------------
 
     def _plan_recalibration(self, model: nn.Module, image_size: tuple[int, int]) -> set[int]:
-        """The epochs after which BatchNorm statistics are re-estimated before the score: those
-        whose last 100 steps were mostly reduced (the rule of dikd's own loop)."""
+        """The epochs before the last after which BatchNorm statistics are re-estimated for the
+        score only: those whose last 100 steps were mostly reduced (dikd's own loop's rule)."""
         steps = self._steps
         assert steps is not None
         out = set()
-        for epoch in range(1, self.epochs_total + 1):
+        for epoch in range(1, self.epochs_total):  # the last: ScheduledSteps, as any loop
             stop = epoch * self._per_epoch
             recent = [steps.scale_of(i, model, image_size) for i in range(max(0, stop - 100), stop)]
             if _needs_bn_recalibration(recent):
@@ -395,15 +424,11 @@ class RunContext:
             return
         model = self._model
         assert model is not None
-        if epoch == self.epochs_total:  # part of making the final model: timed and counted
-            reestimate_bn(model, list(self._kept))
-            self._clock.mark_end()
-            self._final_recalibrations += 1
-        else:  # only so that this epoch's score means something: untimed, undone next step
-            self._saved_bn = [
-                {k: v.clone() for k, v in m.state_dict().items()} for m in batch_norms(model)
-            ]
-            reestimate_bn(model, list(self._kept))
+        # Only so that this epoch's score means something: untimed, undone at the next step.
+        self._saved_bn = [
+            {k: v.clone() for k, v in m.state_dict().items()} for m in batch_norms(model)
+        ]
+        reestimate_bn(model, list(self._kept))
         self._kept.clear()
 
     def _count_flops(self) -> tuple[float, float, float]:
@@ -416,9 +441,9 @@ class RunContext:
             if scale not in self._step_flops:
                 self._step_flops[scale] = _user_step_flops(model, x, scale, self.schedule)
         flops = sum(self._step_flops[s] * n for s, n in self._scales.items())
-        if self._final_recalibrations:
-            forward = _forward_flops(model, x)
-            flops += self._final_recalibrations * RECALIBRATION_BATCHES * forward
+        reestimated = self._steps.bn_reestimation_batches if self._steps is not None else 0
+        if reestimated:  # the final re-estimation is part of training
+            flops += reestimated * _forward_flops(model, x)
         reduced_scales = [s for s in self._scales if s > 1.0]
         largest = self._step_flops[max(reduced_scales)] if reduced_scales else 0.0
         return flops, self._step_flops[1.0], largest

@@ -132,8 +132,11 @@ def test_bn_statistics_are_re_estimated_before_a_mostly_reduced_score() -> None:
     assert result.reduced_steps == result.total_steps
     reports = [t for t in loops.BN_TRACE if t[0] == "report"]
     firsts = [t for t in loops.BN_TRACE if t[0] == "first step"]
+    # Scored re-estimated each epoch: from the epoch's last inputs, and at the end from the
+    # run's last RECALIBRATION_BATCHES inputs.
     kept = min(RECALIBRATION_BATCHES, loops.STEPS)
-    assert all(t[1] == kept and t[2] > 0 for t in reports)  # scored re-estimated, each epoch
+    assert all(t[1] == kept and t[2] > 0 for t in reports[:-1])
+    assert reports[-1][1] == RECALIBRATION_BATCHES and reports[-1][2] > 0
     # Before the final epoch the re-estimation is only for the score: training goes on with
     # the statistics it had.
     assert all(t[1] == 0 and t[2] == 0 for t in firsts)
@@ -183,6 +186,21 @@ def test_scheduled_steps_follow_the_schedule_and_restore_the_model() -> None:
     # Held at x2 for half the 4-step window, then falling towards 1 (x2, x1.5), then full.
     assert sizes == [8, 8, 8, 11, 16, 16, 16, 16]
     assert not any("forward" in m.__dict__ for m in model.modules())
+
+
+@pytest.mark.parametrize("end", [1.0, 0.5])
+def test_scheduled_steps_re_estimate_bn_at_the_end_of_a_mostly_reduced_run(end) -> None:
+    model = build_model("user_code.models:every_conv", num_classes=3, in_channels=1)
+    schedule = Schedule("deterministic", frequency=1.0, scale=2.0, end=end)  # bn="freeze"
+    steps = ScheduledSteps(schedule, total_steps=12)
+    for _ in range(12):
+        with steps.step(model, torch.randn(2, 1, 16, 16) + 3.0) as x:
+            model(x).sum().backward()
+    tracked = int(model.bn.num_batches_tracked)
+    if end == 1.0:  # every step reduced: statistics from the last 10 full-size inputs
+        assert steps.bn_reestimation_batches == tracked == RECALIBRATION_BATCHES
+    else:  # the last half ran full: training's own statistics
+        assert steps.bn_reestimation_batches == 0 and tracked == 6
 
 
 def test_scheduled_steps_read_an_exported_pick(tmp_path) -> None:
@@ -288,3 +306,32 @@ def test_a_user_model_trains_in_dikds_own_loop() -> None:
     check_data(config)
     result = train(config)
     assert result.reduced_steps > 0 and 0 < result.reduced_step_flops < result.full_step_flops
+
+
+def test_an_installed_packages_model_by_entry_point_name(monkeypatch) -> None:
+    import importlib.metadata
+
+    from click.testing import CliRunner
+
+    from objectives import list_models
+    from searcher._cli import cli
+
+    published = importlib.metadata.EntryPoint(
+        name="every-conv", value="user_code.models:every_conv", group="dikd.models"
+    )
+    real = importlib.metadata.entry_points
+
+    def entry_points(**selection):
+        if selection.get("group") == "dikd.models":
+            return [published]
+        return real(**selection)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    assert "every-conv" in list_models()
+    assert "every-conv" in CliRunner().invoke(cli, ["models"]).output.split()
+    assert TrainConfig(model="every-conv").model == "every-conv"
+    model = build_model("every-conv", num_classes=3, in_channels=1)
+    assert isinstance(model, nn.Module)
+    monkeypatch.setenv(_imports.ALLOW_ENV, "")  # an entry point obeys the same allow-list
+    with pytest.raises(ConfigError, match="would import package 'user_code'"):
+        build_model("every-conv", num_classes=3, in_channels=1)
