@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from objectives._config import EpochRecord, TrainConfig, TrainResult, load_train_config
-from objectives._errors import ConfigError, load_yaml_file
+from objectives._errors import ConfigError
 from objectives._imports import import_callable
 from objectives._reduce import batch_norms, downsample, reduced
 from objectives._schedule import Schedule
@@ -196,13 +196,8 @@ class ScheduledSteps:
 
 
 def load_schedule(path: str | Path) -> Schedule:
-    """The schedule of an exported pick (its `schedule`) or of a TrainConfig YAML file."""
-    data = load_yaml_file(path, "exported pick or training config file")
-    if isinstance(data, dict) and isinstance(data.get("schedule"), dict) and "train" in data:
-        try:
-            return Schedule.from_dict(data["schedule"])
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{path}: {e}") from None
+    """The schedule of an exported pick (`dikd export`: under `train`) or of any TrainConfig
+    YAML file."""
     return load_train_config(path).schedule
 
 

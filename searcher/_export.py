@@ -1,7 +1,8 @@
 """Export a chosen trial as a config that `dikd train --config` loads (its `train` is a
-TrainConfig, schedule included), with what it measured and what that means. Its `schedule` is
-what a training loop of your own needs: `objectives.ScheduledSteps.from_file(path, total_steps)`
-(or `objectives.lightning.ScheduleCallback(path)`) applies it step by step."""
+TrainConfig, schedule included), with what it measured and what that means. Its
+`train.schedule` is what a training loop of your own needs:
+`objectives.ScheduledSteps.from_file(path, total_steps)` (or
+`objectives.lightning.ScheduleCallback(path)`) applies it step by step."""
 
 from __future__ import annotations
 
@@ -78,7 +79,6 @@ def export_document(study: optuna.Study, rule: str) -> dict[str, Any]:
         "study": study.study_name,
         "trial": trial.number,
         "rule": rule,
-        "schedule": train["schedule"],  # what your own loop needs (ScheduledSteps.from_file)
         "train": train,
         "measured": measured,
         "confirmation": confirmation,

@@ -208,7 +208,7 @@ def test_scheduled_steps_read_an_exported_pick(tmp_path) -> None:
     pick = tmp_path / "pick.yaml"
     import yaml
 
-    pick.write_text(yaml.safe_dump({"study": "s", "trial": 3, "schedule": schedule.to_dict(),
+    pick.write_text(yaml.safe_dump({"study": "s", "trial": 3, "measured": {},
                                     "train": {"schedule": schedule.to_dict()}}))  # fmt: skip
     assert ScheduledSteps.from_file(pick, total_steps=10).schedule == schedule
     config = tmp_path / "config.yaml"

@@ -93,8 +93,7 @@ def test_show_export_report_and_notes_recompute_the_stale_speedups(old_study) ->
     document = export_document(study, "trial:2")
     assert document["measured"]["speedup"] == pytest.approx(2.0)
     assert document["measured"]["effective_speedup"] == pytest.approx(2.0)
-    # The top-level schedule is the config's (what a loop of your own needs), not an old attr.
-    assert document["schedule"] == document["train"]["schedule"] == SCHEDULE
+    assert "schedule" not in document and document["train"]["schedule"] == SCHEDULE
     page = build_report(study, parse_spec(SPEC))
     assert "99.00x" not in page and "2.00x" in page
     note = _trial_note(search, study.trials)
