@@ -60,6 +60,27 @@ def one_run(variant: str, params: dict, epochs: int) -> float:
     return time.perf_counter() - start
 
 
+def bookkeeping_us(variant: str, steps: int = 2000) -> float:
+    """Microseconds per step of the helper alone: a step with no training work (an identity
+    model, an optimiser over one parameter), less noisy than whole runs on a busy machine."""
+    model, x = torch.nn.Identity(), torch.zeros(1, 1, 4, 4)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    if variant == "pass-through":
+        step = pass_through
+    elif variant == "ScheduledSteps":
+        step = ScheduledSteps(Schedule("none"), steps).step
+    else:
+        ctx = RunContext(TrainConfig(loop="acme.train:run", epochs=1), DEVICE)
+        next(ctx.epochs(steps))
+        step = ctx.step
+    start = time.perf_counter()
+    for _ in range(steps):
+        with step(model, x, optimizer):
+            pass
+        optimizer.step()
+    return (time.perf_counter() - start) / steps * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -78,6 +99,13 @@ def main() -> None:
     steps = args.epochs * (args.train_size // 64)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), {args.runs} "
           f"alternating runs of {steps} steps (acme, batch 64, 28 px)")  # fmt: skip
+    per_step = base / steps
+    alone = {v: statistics.median(bookkeeping_us(v) for _ in range(5)) for v in variants}
+    for variant in variants:
+        extra = alone[variant] - alone["pass-through"]
+        print(f"{variant:15s} bookkeeping {alone[variant]:.1f} us/step with an empty step: "
+              f"{extra:+.1f} us over pass-through = {extra * 1e-6 / per_step:+.3%} of a "
+              f"{per_step * 1e3:.0f} ms training step")  # fmt: skip
     for variant in variants:
         median = statistics.median(times[variant])
         spread = f"{min(times[variant]):.3f}-{max(times[variant]):.3f}"

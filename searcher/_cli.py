@@ -100,7 +100,6 @@ def cli() -> None:
 def train_command(config_path: str) -> None:
     """Run one training from a YAML file (or an exported pick) and print its result."""
     config = load_train_config(config_path)
-    check_data(config)  # the user's code: allowed and importable, one line before training
     bar = tqdm(total=config.epochs, desc="epochs", unit="epoch")
 
     def on_epoch(epoch, result):

@@ -154,3 +154,13 @@ def test_a_spec_whose_loop_cannot_be_used_stores_nothing(acme, loop, message) ->
     run = _dikd("study", "run", str(spec))
     assert run.exit_code == 2 and message in run.output and "field 'train.loop'" in run.output
     assert optuna.get_all_study_summaries(url, include_best_trial=False) == []
+
+
+def test_local_workers_inherit_what_study_run_allowed(monkeypatch) -> None:
+    from searcher._local_workers import _worker_env
+
+    monkeypatch.setattr(_imports, "_allowed", set())
+    monkeypatch.delenv(ALLOW_IMPORTS_ENV, raising=False)
+    assert ALLOW_IMPORTS_ENV not in _worker_env("sqlite:///x.db", None, 1)
+    _imports.allow_imports(["acme", "other"])
+    assert _worker_env("sqlite:///x.db", None, 1)[ALLOW_IMPORTS_ENV] == "acme,other"
