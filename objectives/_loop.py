@@ -43,10 +43,11 @@ from objectives._reduce import batch_norms, downsample, reduced
 from objectives._schedule import Schedule
 from objectives._step import (
     RECALIBRATION_BATCHES,
-    _equivalent_scales,
     _needs_bn_recalibration,
+    conv_kernel_sizes,
     counted_step_flops,
     reestimate_bn,
+    step_shape,
 )
 from objectives._train import _device_name, _versions, resolve_device
 
@@ -88,7 +89,10 @@ class ScheduledSteps:
         # given, else when the `with` block exits.
         self.on_begin: Callable[[int, float, torch.Tensor, nn.Module], None] | None = None
         self.on_end: Callable[[int], None] | None = None
-        self._distinct: list[float] = []  # the first scale of each distinct step shape
+        # Each scale replaced by the first that computes the same step (as dikd's own loop
+        # does), so a progressive schedule's many scales cost one FLOP count per distinct step.
+        self._kernels: set[tuple[int, int]] | None = None
+        self._first: dict[tuple, float] = {}
         self._equivalent: dict[float, float] = {}
         self._due: tuple[int, float] | None = None  # the step whose optimiser step is to come
         self._saved_lrs: list[float] | None = None
@@ -105,16 +109,15 @@ class ScheduledSteps:
         return cls(load_schedule(path), total_steps)
 
     def scale_of(self, index: int, model: nn.Module, image_size: tuple[int, int]) -> float:
-        """The downsampling factor step `index` runs at (1.0: full), a scale that computes
-        the same step as an earlier one replaced by it (as dikd's own loop does)."""
+        """The downsampling factor step `index` runs at (1.0: full)."""
         raw = self.schedule.scale_at(index, self.total_steps)
         if raw == 1.0:
             return 1.0
         if raw not in self._equivalent:
-            scale = _equivalent_scales([*self._distinct, raw], model, image_size)[-1]
-            if scale == raw:
-                self._distinct.append(raw)
-            self._equivalent[raw] = scale
+            if self._kernels is None:  # the model's, once: a step must cost microseconds
+                self._kernels = conv_kernel_sizes(model)
+            shape = step_shape(raw, self._kernels, image_size)
+            self._equivalent[raw] = 1.0 if shape is None else self._first.setdefault(shape, raw)
         return self._equivalent[raw]
 
     @contextlib.contextmanager

@@ -125,31 +125,36 @@ def prepared_stepper(
     return stepper
 
 
+def conv_kernel_sizes(model: nn.Module) -> set[tuple[int, int]]:
+    """The kernel sizes of the model's convolutions."""
+    return {m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)}
+
+
+def step_shape(
+    scale: float, kernels: set[tuple[int, int]], image_size: tuple[int, int]
+) -> tuple | None:
+    """What a step at `scale` computes (its input size and pooled kernel sizes); None when
+    nothing is reduced at that scale: a full step."""
+    if scale == 1.0:
+        return None
+    size = tuple(reduced_size(n, scale) for n in image_size)
+    if size == tuple(image_size) and all(pooled_kernel_size(k, scale) == k for k in kernels):
+        return None
+    return (size, tuple(sorted(pooled_kernel_size(k, scale) for k in kernels)))
+
+
 def _equivalent_scales(
     scales: list[float], model: nn.Module, image_size: tuple[int, int]
 ) -> list[float]:
     """Each scale replaced by the first one that computes exactly the same step (same input
     size, same pooled kernel sizes). A progressive schedule's continuous scales then need one
     warm-up and one FLOP count per distinct step, not per step."""
-    kernels = {m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)}
+    kernels = conv_kernel_sizes(model)
     first: dict[tuple, float] = {}
-
-    def key(scale: float) -> tuple:
-        size = tuple(reduced_size(n, scale) for n in image_size)
-        return (size, tuple(sorted(pooled_kernel_size(k, scale) for k in kernels)))
-
     out = []
     for scale in scales:
-        if scale == 1.0:
-            out.append(1.0)
-            continue
-        k = key(scale)
-        if k[0] == tuple(image_size) and all(
-            pooled_kernel_size(kernel, scale) == kernel for kernel in kernels
-        ):
-            out.append(1.0)  # nothing is reduced at this scale: a full step
-            continue
-        out.append(first.setdefault(k, scale))
+        shape = step_shape(scale, kernels, image_size)
+        out.append(1.0 if shape is None else first.setdefault(shape, scale))
     return out
 
 
