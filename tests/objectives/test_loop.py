@@ -19,6 +19,7 @@ from objectives import (
     _imports,
     build_model,
     check_data,
+    downsample,
     reduced,
     train,
 )
@@ -284,18 +285,26 @@ def test_a_user_model_is_checked_by_form_only_when_parsed() -> None:
 
 @pytest.mark.parametrize("scale", [1.5, 2.0, 4.0])
 def test_every_conv_of_a_user_model_is_reduced(scale: float) -> None:
-    model = build_model("user_code.models:every_conv", num_classes=3, in_channels=2)
+    from test_reduce import _hand_reduced_conv  # what a reduced layer must compute
+
+    model = build_model("user_code.models:every_conv", num_classes=3, in_channels=2).double()
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    weights = {}
+    calls = {}
     for conv in convs:
-        conv.register_forward_hook(lambda m, inp, out: weights.__setitem__(m, inp[0].shape))
-    x = torch.randn(2, 2, 32, 32)
+        conv.register_forward_hook(lambda m, inp, out: calls.__setitem__(m, (inp[0], out)))
+    x = torch.randn(2, 2, 32, 32, dtype=torch.float64)
     with reduced(model, scale):
-        patched = [conv for conv in convs if "forward" in conv.__dict__]
-        model(x[..., : round(32 / scale), : round(32 / scale)]).sum().backward()
-    # Every conv with a kernel larger than 1 ran with a pooled kernel; the 1x1 runs as it is.
-    assert [c.kernel_size for c in convs if c not in patched] == [(1, 1)]
-    assert all(conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0 for conv in convs)
+        model(downsample(x, scale)).sum().backward()
+    later = False
+    for conv in convs:  # depthwise, grouped, dilated, 5x5: pooled; 1x1: as it is
+        inp, out = calls[conv]
+        if conv.kernel_size == (1, 1):
+            torch.testing.assert_close(out, conv(inp))
+            continue
+        with torch.no_grad():
+            torch.testing.assert_close(out, _hand_reduced_conv(conv, inp, scale, later))
+        later = not later
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
     assert not any("forward" in conv.__dict__ for conv in convs)  # restored
 
 
