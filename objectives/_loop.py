@@ -78,11 +78,12 @@ class ScheduledSteps:
     end leaves statistics of reduced batches, or none with bn="freeze").
     """
 
-    def __init__(self, schedule: Schedule, total_steps: int) -> None:
+    def __init__(self, schedule: Schedule, total_steps: int, *, reestimate_bn: bool = True):
         if not isinstance(total_steps, int) or total_steps < 1:
             raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps!r}")
         self.schedule = schedule
         self.total_steps = total_steps
+        self.reestimate_bn = reestimate_bn  # False: never re-estimate (`model(x)` cannot run)
         self.steps_begun = 0
         # Called at each step's start (index, scale, full-size input, model) and end (index);
         # RunContext measures with them. A step ends after the optimiser's step when one is
@@ -101,6 +102,8 @@ class ScheduledSteps:
         self._model: nn.Module | None = None
         self._reestimate_at_end: bool | None = None  # decided at the first step
         self._last_inputs: list[torch.Tensor] = []
+        self._inside = False  # in a step's block (the model possibly reduced)
+        self._reestimate_pending = False
         self.bn_reestimation_batches = 0  # inputs the final re-estimation ran on; 0: none
 
     @classmethod
@@ -136,7 +139,7 @@ class ScheduledSteps:
         if self._reestimate_at_end is None:
             size = tuple(x.shape[-2:])
             last = range(max(0, self.total_steps - 100), self.total_steps)
-            self._reestimate_at_end = _needs_bn_recalibration(
+            self._reestimate_at_end = self.reestimate_bn and _needs_bn_recalibration(
                 [self.scale_of(i, model, size) for i in last]
             )
         if self._reestimate_at_end and index >= self.total_steps - RECALIBRATION_BATCHES:
@@ -149,20 +152,27 @@ class ScheduledSteps:
             # inside it (its closure runs the forward and backward within optimizer.step).
             self._hook(optimizer)
             self._due = (index, scale)
-        if scale > 1.0:
-            with reduced(model, scale, self.schedule.kernel_pool, self.schedule.bn):
-                yield downsample(x, scale)
-        else:
-            yield x
-        if optimizer is None:
+        self._inside = True
+        try:
+            if scale > 1.0:
+                with reduced(model, scale, self.schedule.kernel_pool, self.schedule.bn):
+                    yield downsample(x, scale)
+            else:
+                yield x
+        finally:
+            self._inside = False
+        if optimizer is None or self._reestimate_pending:
             self._ended(index)
 
     def _ended(self, index: int) -> None:
         if index == self.total_steps - 1 and self._last_inputs and self._model is not None:
+            if self._inside:  # Lightning steps the optimiser inside the block: after it
+                self._reestimate_pending = True
+                return
             # Part of making the final model (timed by RunContext: before on_end).
             reestimate_bn(self._model, self._last_inputs)
             self.bn_reestimation_batches = len(self._last_inputs)
-            self._last_inputs = []
+            self._last_inputs, self._reestimate_pending = [], False
         if self.on_end is not None:
             self.on_end(index)
 

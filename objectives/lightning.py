@@ -15,12 +15,15 @@ Assumptions (checked, with a one-line error otherwise):
   is replaced in place, so `training_step` sees the downsampled images however it calls the
   model (`self(x)` or `self.net(x)`);
 - one optimiser (automatic optimisation). The run's steps are the Trainer's training batches,
-  `trainer.estimated_stepping_batches * accumulate_grad_batches`.
+  `trainer.estimated_stepping_batches * accumulate_grad_batches`;
+- when the schedule ends mostly reduced, BatchNorm statistics are re-estimated after the last
+  batch by calling the module (`pl_module(x)`), which needs its `forward` (else a warning).
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +70,18 @@ class ScheduleCallback(pl.Callback):
                 f"{len(trainer.optimizers)}"
             )
         batches = int(trainer.estimated_stepping_batches) * trainer.accumulate_grad_batches
-        self.steps = ScheduledSteps(self.schedule, max(1, batches))
+        # BatchNorm re-estimation at the end of a mostly reduced run calls the module itself.
+        callable_module = type(pl_module).forward is not pl.LightningModule.forward
+        if not callable_module:
+            warnings.warn(
+                f"{type(pl_module).__name__} has no forward(): if the schedule ends mostly "
+                "reduced, BatchNorm statistics cannot be re-estimated at the end of training; "
+                "define forward(x) to let ScheduleCallback do it",
+                stacklevel=2,
+            )
+        self.steps = ScheduledSteps(
+            self.schedule, max(1, batches), reestimate_bn=callable_module
+        )
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int

@@ -54,8 +54,13 @@ def _loader(n: int) -> DataLoader:
     return DataLoader(data, batch_size=4)
 
 
-def _fit(schedule: Schedule, epochs: int = 2) -> tuple[Tiny, ScheduleCallback]:
-    module, callback = Tiny(), ScheduleCallback(schedule)
+class WithForward(Tiny):
+    def forward(self, x):
+        return self.net(x)
+
+
+def _fit(schedule: Schedule, epochs: int = 2, module: Tiny | None = None):
+    module, callback = module or Tiny(), ScheduleCallback(schedule)
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator="cpu", callbacks=[callback], logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -93,3 +98,17 @@ def test_a_batch_that_cannot_be_changed_in_place_is_one_line() -> None:
     with pytest.raises(ConfigError, match="a list or a dict"):
         _image_slot((torch.zeros(1, 3, 4, 4), torch.zeros(1)))
     assert _image_slot({"label": torch.zeros(2), "image": torch.zeros(2, 3, 4, 4)}) == "image"
+
+
+def test_a_mostly_reduced_run_ends_with_bn_statistics_re_estimated_at_full_resolution() -> None:
+    # bn="freeze": reduced batches track nothing, so every tracked batch is the re-estimation's,
+    # which must run after the last batch's reduced block (Lightning steps inside it).
+    schedule = Schedule("deterministic", frequency=1.0, scale=2.0)
+    module, callback = _fit(schedule, module=WithForward())
+    norm = module.net[1]
+    assert callback.reduced_batches == 8
+    assert callback.steps is not None and callback.steps.bn_reestimation_batches == 8
+    assert int(norm.num_batches_tracked) == 8 and norm.running_var.ne(1).all()
+    with pytest.warns(UserWarning, match="has no forward"):  # it cannot: said, not hidden
+        module, callback = _fit(schedule)
+    assert int(module.net[1].num_batches_tracked) == 0
