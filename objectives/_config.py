@@ -101,9 +101,8 @@ class TrainConfig(BaseModel):
         ignored = [
             name
             for name in sorted(self.model_fields_set - LOOP_FIELDS)
-            if getattr(self, name) != type(self).model_fields[name].get_default(
-                call_default_factory=True
-            )
+            if getattr(self, name)
+            != type(self).model_fields[name].get_default(call_default_factory=True)
         ]
         if ignored:
             raise ValueError(

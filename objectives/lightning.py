@@ -79,9 +79,7 @@ class ScheduleCallback(pl.Callback):
                 "define forward(x) to let ScheduleCallback do it",
                 stacklevel=2,
             )
-        self.steps = ScheduledSteps(
-            self.schedule, max(1, batches), reestimate_bn=callable_module
-        )
+        self.steps = ScheduledSteps(self.schedule, max(1, batches), reestimate_bn=callable_module)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
