@@ -131,6 +131,8 @@ def test_a_worker_refuses_a_study_whose_code_it_was_not_allowed(acme, monkeypatc
     assert _dikd("study", "run", str(spec), "--n-trials", "1").exit_code == 0
     _forbid_again(monkeypatch)
     before = len(optuna.load_study(study_name="acme", storage=url).trials)
+    shown = _dikd("study", "show", "acme", "--storage", url)  # reading a study imports nothing
+    assert shown.exit_code == 0 and "acme" not in _imports.allowed_packages()
     worker = _dikd("worker", "acme", "--storage", url, "--quiet")
     assert worker.exit_code == 2
     assert "would import package 'acme'" in worker.output and "DIKD_ALLOW_IMPORTS" in worker.output
