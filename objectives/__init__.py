@@ -7,6 +7,12 @@ Public API (everything else is private):
   (`SCHEDULE_FIELDS`, each a `FieldRule`), `POLICIES`, `window_problem`;
 - one training run: `TrainConfig` (and `load_train_config`), `train`, `TrainResult`,
   `EpochRecord`, `check_data`, `resolve_device`;
+- your own training loop (`TrainConfig.loop`): `RunContext` (what it is given and reports
+  through), `LoopError`; the step helper for any loop, `ScheduledSteps` (a `Schedule` or an
+  exported pick, step by step), `load_schedule`; `objectives.lightning.ScheduleCallback` (needs
+  the `lightning` extra, imported only from there);
+- your own code by import path (`package.module:function`), imported only from packages this
+  process allows: `allow_imports`, `allowed_packages`, `ALLOW_IMPORTS_ENV`, `user_packages`;
 - registries by name: `register_model`, `list_models`, `build_model`; `register_dataset` (a
   loader receives a `LoadRequest` and returns `TrainingData`), `list_datasets`,
   `describe_dataset` (what of it is installed), `load_data` (also the user's own data: an
@@ -31,6 +37,9 @@ from objectives._errors import (
     describe_validation_error,
     load_yaml_file,
 )
+from objectives._imports import ALLOW_ENV as ALLOW_IMPORTS_ENV
+from objectives._imports import allow_imports, allowed_packages, user_packages
+from objectives._loop import LoopError, RunContext, ScheduledSteps, load_schedule
 from objectives._models import build_model, list_models, register_model
 from objectives._reduce import downsample, pool_kernel, pooled_kernel_size, reduced
 from objectives._schedule import POLICIES, SCHEDULE_FIELDS, FieldRule, Schedule, window_problem
@@ -45,17 +54,23 @@ from objectives._train import (
 )
 
 __all__ = [
+    "ALLOW_IMPORTS_ENV",
     "POLICIES",
     "SCHEDULE_FIELDS",
     "ConfigError",
     "EpochRecord",
     "FieldRule",
     "LoadRequest",
+    "LoopError",
     "NonFiniteLossError",
+    "RunContext",
     "Schedule",
+    "ScheduledSteps",
     "TrainConfig",
     "TrainResult",
     "TrainingData",
+    "allow_imports",
+    "allowed_packages",
     "build_model",
     "check_data",
     "describe_dataset",
@@ -64,6 +79,7 @@ __all__ = [
     "list_datasets",
     "list_models",
     "load_data",
+    "load_schedule",
     "load_train_config",
     "load_yaml_file",
     "pool_kernel",
@@ -73,5 +89,6 @@ __all__ = [
     "register_model",
     "resolve_device",
     "train",
+    "user_packages",
     "window_problem",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from objectives._data import check_dataset_name
 from objectives._errors import (
@@ -15,6 +15,7 @@ from objectives._errors import (
     describe_validation_error,
     load_yaml_file,
 )
+from objectives._imports import is_import_path
 from objectives._models import check_model_name
 from objectives._schedule import Schedule
 
@@ -76,6 +77,10 @@ class TrainConfig(BaseModel):
     # Score the validation split after every epoch (the history, and early stopping, read it);
     # false: after the last epoch only. Untimed either way, but 5,000 images an epoch add up.
     eval_every_epoch: bool = True
+    # Your own training loop, `package.module:function`, called as `function(ctx)` with a
+    # `RunContext` instead of dikd's loop (objectives/_loop.py); None: dikd's own loop.
+    loop: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)  # handed to the loop as `ctx.params`
 
     _known_model = field_validator("model")(classmethod(lambda cls, v: check_model_name(v)))
     _known_data = field_validator("data")(classmethod(lambda cls, v: check_dataset_name(v)))
@@ -87,6 +92,37 @@ class TrainConfig(BaseModel):
             return value
         raise ValueError(f"must be true, false or auto, got {value!r}")
 
+    @field_validator("loop")
+    @classmethod
+    def _loop_is_an_import_path(cls, loop: str | None) -> str | None:
+        if loop is not None and not is_import_path(loop):
+            raise ValueError(f"{loop!r} is not an import path; write package.module:function")
+        return loop
+
+    @model_validator(mode="after")
+    def _loop_owns_its_recipe(self) -> TrainConfig:
+        if self.loop is None:
+            if self.params:
+                raise ValueError(
+                    "train.params are handed to train.loop; set train.loop, or drop train.params"
+                )
+            return self
+        # Set with a value of its own: a default written out (a stored or exported config)
+        # says nothing the loop would ignore.
+        ignored = [
+            name
+            for name in sorted(self.model_fields_set - LOOP_FIELDS)
+            if getattr(self, name)
+            != type(self).model_fields[name].get_default(call_default_factory=True)
+        ]
+        if ignored:
+            raise ValueError(
+                f"train.loop is set, so dikd's own training recipe is not used: move "
+                f"{', '.join(f'train.{n}' for n in ignored)} under train.params, where your "
+                "loop reads them"
+            )
+        return self
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         try:
@@ -95,9 +131,19 @@ class TrainConfig(BaseModel):
             raise ConfigError(describe_validation_error(e)) from None
 
     def to_dict(self) -> dict[str, Any]:
+        """All fields; with a loop, only those a loop uses."""
         out = self.model_dump()
         out["schedule"] = self.schedule.to_dict()
+        if self.loop is not None:
+            out = {k: v for k, v in out.items() if k in LOOP_FIELDS}
         return out
+
+
+# What a training loop of the user's own takes from its TrainConfig (through `RunContext`);
+# every other field belongs to dikd's own loop.
+LOOP_FIELDS = frozenset(
+    {"loop", "params", "epochs", "schedule", "seed", "device", "test", "eval_every_epoch"}
+)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -113,7 +159,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
 class EpochRecord:
     epoch: int
     time_s: float  # training steps only
-    loss: float  # mean training loss
+    loss: float | None  # mean training loss; None: a loop of your own did not report it
     val_accuracy: float | None  # top-1 in [0, 1]
     reduced_steps: int
 

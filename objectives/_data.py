@@ -192,6 +192,11 @@ def _lookup(name: str) -> tuple[_Entry | None, str | None]:
     return entry, arg or None
 
 
+def is_registered(name: str) -> bool:
+    """Whether `name` is one of dikd's registered data sets (its key before ':' wins)."""
+    return name.partition(":")[0] in _REGISTRY
+
+
 def check_dataset_name(name: str) -> str:
     """`name` if it names a registered or published data set or is written as an import path
     (imported only when loaded), else a one-line ConfigError."""

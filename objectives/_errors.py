@@ -39,6 +39,8 @@ def describe_validation_error(error: pydantic.ValidationError, prefix: str = "")
         message = "required field is missing"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    if not location:  # a check of the whole object: its message names the fields
+        return f"{message}{suffix}"
     return f"field '{location}': {message}{suffix}"
 
 

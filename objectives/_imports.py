@@ -118,3 +118,24 @@ def load_entry_point(group: str, name: str, field: str) -> Callable[..., Any]:
     an import path."""
     ep = entry_points(group)[name]
     return import_callable(ep.value.split("[")[0].strip(), field)  # no extras
+
+
+def user_import_paths(config: Any) -> list[str]:
+    """The import paths (or entry points' values) a TrainConfig names: its loop, and its model
+    and data when they are the user's; `dikd study run FILE` allows their packages."""
+    from objectives._data import is_registered  # a leaf module: imported only when needed
+
+    paths = [config.loop] if getattr(config, "loop", None) else []
+    for group, name in ((MODEL_GROUP, config.model), (DATASET_GROUP, config.data)):
+        if group == DATASET_GROUP and is_registered(name):
+            continue  # imagefolder:path is a registered data set, not an import path
+        if is_import_path(name):
+            paths.append(name)
+        elif name in entry_points(group):
+            paths.append(entry_points(group)[name].value)
+    return paths
+
+
+def user_packages(config: Any) -> set[str]:
+    """The top-level packages whose code a TrainConfig runs (see `user_import_paths`)."""
+    return {top_package(path) for path in user_import_paths(config)}

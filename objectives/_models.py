@@ -1,11 +1,16 @@
-"""Models by name: dikd's CIFAR-style ResNets and every torchvision classification model.
+"""Models by name: dikd's CIFAR-style ResNets, every torchvision classification model, the
+names installed packages publish in the `dikd.models` entry-point group, and the user's own
+`package.module:callable` (called as `fn(num_classes=..., in_channels=...)`).
 
 `build_model("resnet20", num_classes=10, in_channels=1)` works like torchvision's `get_model`;
-`list_models()` gives the names the CLI offers and the tests parametrize over.
+`list_models()` gives the names the CLI offers and the tests parametrize over. Checking a name
+never imports the user's code (a stored study is shown without it); building does, under the
+allow-list of `_imports.py`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -14,6 +19,7 @@ import torchvision
 from torch import nn
 
 from ._errors import ConfigError
+from ._imports import MODEL_GROUP, entry_points, import_callable, is_import_path, load_entry_point
 
 ModelFn = Callable[[int, int], nn.Module]
 
@@ -38,22 +44,57 @@ def _torchvision_models() -> list[str]:
 
 
 def list_models() -> list[str]:
-    """dikd's own model names, then torchvision's classification models (sorted)."""
-    return list(_REGISTRY) + [n for n in _torchvision_models() if n not in _REGISTRY]
+    """dikd's own model names, then torchvision's classification models (sorted), then the
+    names installed packages publish in the `dikd.models` entry-point group."""
+    names = list(_REGISTRY) + [n for n in _torchvision_models() if n not in _REGISTRY]
+    return names + sorted(n for n in entry_points(MODEL_GROUP) if n not in names)
+
+
+def is_user_model(name: str) -> bool:
+    """Whether `name` is the user's code: an import path or an entry point's name."""
+    builtin = name in _REGISTRY or name in _torchvision_models()
+    return not builtin and (is_import_path(name) or name in entry_points(MODEL_GROUP))
 
 
 def check_model_name(name: str) -> str:
-    """`name` if a model of that name can be built, else a one-line ConfigError."""
-    if name in _REGISTRY or name in _torchvision_models():
+    """`name` if a model of that name can be built, else a one-line ConfigError. An import path
+    is checked for its form only: nothing is imported here."""
+    if name in _REGISTRY or name in _torchvision_models() or is_user_model(name):
         return name
     if name in torchvision.models.list_models():
         problem = f"model {name!r} is not a classification model"
     else:
         problem = f"unknown model {name!r}"
     raise ConfigError(
-        f"{problem}: choose {', '.join(_REGISTRY)} or a torchvision classification model "
-        "such as resnet18 (see `dikd models`)"
+        f"{problem}: choose {', '.join(_REGISTRY)}, a torchvision classification "
+        "model such as resnet18 (see `dikd models`) or your own as package.module:function"
     )
+
+
+def _user_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    """The user's model: imported (if this process allows its package), called with keywords,
+    checked to be an nn.Module; one-line ConfigErrors naming `train.model` otherwise."""
+    field = "train.model"
+    if is_import_path(name):
+        fn = import_callable(name, field)
+    else:
+        fn = load_entry_point(MODEL_GROUP, name, field)
+    try:
+        inspect.signature(fn).bind(num_classes=num_classes, in_channels=in_channels)
+    except TypeError:
+        raise ConfigError(
+            f"field '{field}': {name} cannot be called as fn(num_classes=..., in_channels=...); "
+            "give it those two keyword parameters"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): calling it will tell
+        pass
+    model = fn(num_classes=num_classes, in_channels=in_channels)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"field '{field}': {name} returned a {type(model).__name__}, not a torch.nn.Module; "
+            "return the model"
+        )
+    return model
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int) -> nn.Module:
@@ -63,6 +104,8 @@ def build_model(name: str, *, num_classes: int, in_channels: int) -> nn.Module:
     if in_channels < 1:
         raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
     check_model_name(name)
+    if is_user_model(name):
+        return _user_model(name, num_classes, in_channels)
     if name in _REGISTRY:
         return _REGISTRY[name](num_classes, in_channels)
     model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)

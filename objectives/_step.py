@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -125,31 +125,36 @@ def prepared_stepper(
     return stepper
 
 
+def conv_kernel_sizes(model: nn.Module) -> set[tuple[int, int]]:
+    """The kernel sizes of the model's convolutions."""
+    return {m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)}
+
+
+def step_shape(
+    scale: float, kernels: set[tuple[int, int]], image_size: tuple[int, int]
+) -> tuple | None:
+    """What a step at `scale` computes (its input size and pooled kernel sizes); None when
+    nothing is reduced at that scale: a full step."""
+    if scale == 1.0:
+        return None
+    size = tuple(reduced_size(n, scale) for n in image_size)
+    if size == tuple(image_size) and all(pooled_kernel_size(k, scale) == k for k in kernels):
+        return None
+    return (size, tuple(sorted(pooled_kernel_size(k, scale) for k in kernels)))
+
+
 def _equivalent_scales(
     scales: list[float], model: nn.Module, image_size: tuple[int, int]
 ) -> list[float]:
     """Each scale replaced by the first one that computes exactly the same step (same input
     size, same pooled kernel sizes). A progressive schedule's continuous scales then need one
     warm-up and one FLOP count per distinct step, not per step."""
-    kernels = {m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)}
+    kernels = conv_kernel_sizes(model)
     first: dict[tuple, float] = {}
-
-    def key(scale: float) -> tuple:
-        size = tuple(reduced_size(n, scale) for n in image_size)
-        return (size, tuple(sorted(pooled_kernel_size(k, scale) for k in kernels)))
-
     out = []
     for scale in scales:
-        if scale == 1.0:
-            out.append(1.0)
-            continue
-        k = key(scale)
-        if k[0] == tuple(image_size) and all(
-            pooled_kernel_size(kernel, scale) == kernel for kernel in kernels
-        ):
-            out.append(1.0)  # nothing is reduced at this scale: a full step
-            continue
-        out.append(first.setdefault(k, scale))
+        shape = step_shape(scale, kernels, image_size)
+        out.append(1.0 if shape is None else first.setdefault(shape, scale))
     return out
 
 
@@ -158,17 +163,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: float) -> float:
-    """FLOPs of one training step's forward and backward, counted by torch's FLOP counter."""
-    model = stepper.model
+def counted_step_flops(model: nn.Module, step: Callable[[], torch.Tensor]) -> float:
+    """FLOPs of `step()`'s forward and of the backward of the loss it returns, counted by
+    torch's FLOP counter. The model runs in eval mode (the same convolutions, and BatchNorm
+    statistics stay untouched); its parameters' gradients are as they were afterwards."""
+    grads = [(p, p.grad) for p in model.parameters()]
+    for p, _ in grads:
+        p.grad = None
     was_training = model.training
-    model.eval()  # the same convolutions, and BatchNorm statistics stay untouched
+    model.eval()
     counter = FlopCounterMode(display=False)
-    with counter:
-        stepper.loss(x, y, scale, eager=True).backward()
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
+    try:
+        with counter:
+            loss = step()
+            if loss.requires_grad:
+                loss.backward()
+    finally:
+        model.train(was_training)
+        for p, grad in grads:
+            p.grad = grad
     return float(counter.get_total_flops())
+
+
+def _step_flops(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scale: float) -> float:
+    """FLOPs of one training step's forward and backward."""
+    return counted_step_flops(stepper.model, lambda: stepper.loss(x, y, scale, eager=True))
 
 
 def _warm_up(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, scales: list[float]) -> None:
@@ -197,24 +216,43 @@ def _needs_bn_recalibration(scales: list[float]) -> bool:
 
 
 @torch.no_grad()
-def _recalibrate_bn(stepper: _Stepper, data, batch_size: int, seed: int) -> None:
-    """Re-estimate BatchNorm running statistics from a few full-resolution training batches
-    (forward only, cumulative average). Part of training, so inside the timed region."""
-    norms = batch_norms(stepper.model)
+def reestimate_bn(
+    model: nn.Module, inputs: Iterable[torch.Tensor], forward: Callable | None = None
+) -> None:
+    """Re-estimate the model's BatchNorm running statistics from full-resolution `inputs`
+    (forward only, in training mode, cumulative average); `forward(x)` runs the model (default
+    `model(x)`)."""
+    norms = batch_norms(model)
     if not norms:
         return
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the recalibration batches
+    was_training = model.training
+    model.train()
+    try:
+        for x in inputs:
+            (forward or model)(x)
+    finally:
+        model.train(was_training)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
+def _recalibrate_bn(stepper: _Stepper, data, batch_size: int, seed: int) -> None:
+    """Re-estimate BatchNorm running statistics from a few full-resolution training batches.
+    Part of training, so inside the timed region."""
     batches = data.train_batches(batch_size, torch.Generator().manual_seed(seed))
-    for _, (x, _y) in zip(range(RECALIBRATION_BATCHES), batches):
+    inputs = (x for _, (x, _y) in zip(range(RECALIBRATION_BATCHES), batches))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
         if stepper.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with stepper.autocast:
-            stepper.model(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+            return stepper.model(x)
+
+    reestimate_bn(stepper.model, inputs, forward)
 
 
 @contextlib.contextmanager

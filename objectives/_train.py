@@ -22,6 +22,7 @@ from objectives._errors import (
     ConfigError,
     NonFiniteLossError,
 )
+from objectives._models import build_model, is_user_model
 from objectives._reduce import KernelDerivation
 from objectives._step import (
     _as_scored,
@@ -117,11 +118,19 @@ def check_data(config: TrainConfig) -> None:
     one-line ConfigError saying how to get it, before any training starts. Loads it on the
     CPU (a process's later loads of the MNIST-family files are cached; image files are decoded
     here into the machine's image cache, once for all trials)."""
+    if config.loop is not None:  # the loop brings its own model and data: import it only
+        from objectives._loop import import_loop
+
+        import_loop(config.loop)
+        return
     try:
         data = _load_data(config, torch.device("cpu"))
         data.steps_per_epoch(config.batch_size)
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
+    if is_user_model(config.model):  # imported, called and checked now, not in every trial
+        build_model(config.model, num_classes=data.info.num_classes,
+                    in_channels=data.info.in_channels)  # fmt: skip
 
 
 OnEpoch = Callable[[int, TrainResult], bool | None]
@@ -138,7 +147,12 @@ def train(
     `on_epoch(epoch, result_so_far)` is called after each epoch; returning True ends the run.
     `derive_kernel` replaces how reduced steps pool a kernel (`pool_kernel`; see `reduced`).
     Raises NonFiniteLossError when the loss stops being finite.
+    With `config.loop`, the user's own loop trains instead (objectives/_loop.py).
     """
+    if config.loop is not None:
+        from objectives._loop import run_loop
+
+        return run_loop(config, on_epoch)
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -12,19 +12,22 @@ import optuna
 from tqdm import tqdm
 
 from objectives import (
+    ALLOW_IMPORTS_ENV,
     ConfigError,
+    allow_imports,
     check_data,
     describe_dataset,
     list_datasets,
     list_models,
     load_train_config,
     train,
+    user_packages,
 )
 from searcher._analysis import PickError
 from searcher._confirm_cli import confirm_with_progress, settings_from_options
 from searcher._local_workers import _Progress, _run_local_workers
 from searcher._record import CONFIRM_SETTINGS_ATTR
-from searcher._shipped import load_spec_file, specs_command
+from searcher._shipped import find_spec, load_spec_file, specs_command
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
 from searcher._storage import mask_password, open_storage
 from searcher._study import TrialsKeepFailingError
@@ -43,6 +46,21 @@ storage_option = click.option(
     default=None,
     metavar="URL",
     help=f"Study storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}).",
+)
+
+
+def _allow(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        allow_imports(value.split(","))
+
+
+allow_imports_option = click.option(
+    "--allow-imports",
+    metavar="PKG[,PKG]",
+    default=None,
+    expose_value=False,
+    callback=_allow,
+    help=f"Packages whose code the study's import paths may run (as ${ALLOW_IMPORTS_ENV}).",
 )
 
 
@@ -78,6 +96,7 @@ def cli() -> None:
 
 @cli.command("train")
 @click.option("--config", "config_path", required=True, type=click.Path(), help="YAML TrainConfig.")
+@allow_imports_option
 def train_command(config_path: str) -> None:
     """Run one training from a YAML file (or an exported pick) and print its result."""
     config = load_train_config(config_path)
@@ -138,6 +157,7 @@ def study_group() -> None:
 @storage_option
 @_count_option("--jobs", 1, "Local worker processes sharing the study.")
 @click.option("--gpus", default=None, metavar="0,1,..", help="One worker per GPU, pinned to it.")
+@allow_imports_option
 def study_run(spec, n_trials, storage_url, jobs, gpus) -> None:
     """Create the study of SPEC (a spec file, or a shipped spec's name: `dikd specs`), or
     resume it, and run trials until its budget is spent."""
@@ -153,6 +173,7 @@ def study_run(spec, n_trials, storage_url, jobs, gpus) -> None:
 @click.option("--gpu", default=None, metavar="ID", help="Pin this worker to GPU ID.")
 @click.option("--worker-id", default=None, help="Seeds this worker's sampler (default host-pid).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@allow_imports_option
 def worker_command(name, storage_url, n_trials, gpu, worker_id, quiet) -> None:
     """Join the existing study NAME from any machine and run its trials."""
     from searcher._worker import run_worker
@@ -172,8 +193,14 @@ def _run_study(spec_name_or_path, storage_url, *, n_trials=None, jobs=1, gpus=No
     from searcher._study import create_or_resume, run_trials
 
     spec = load_spec_file(spec_name_or_path)
+    if isinstance(find_spec(spec_name_or_path), Path):
+        # A spec file named on the command line is trusted with the code it names (a shipped
+        # spec names none); a study resumed from the database by name is not.
+        allow_imports(user_packages(spec.train))
     url = spec.resolve_storage(storage_url)
-    check_data(spec.train)  # missing data: one line now, not three failed trials
+    # Missing data, or user code that is not allowed or does not import: one line now, before
+    # anything is stored, not three failed trials.
+    check_data(spec.train)
     study = create_or_resume(spec, url)
     click.echo(f"study '{spec.name}' in {mask_password(url)}")
     progress = _Progress(study, spec.n_trials)
@@ -264,6 +291,7 @@ def study_show(name, storage_url) -> None:
     help="False-win rate over all looks (default 0.05).",
 )
 @storage_option
+@allow_imports_option
 def confirm_command(
     name, top, numbers, min_seeds, max_seeds, min_saving, alpha, storage_url
 ) -> None:
@@ -289,6 +317,7 @@ def confirm_command(
 @click.option("-o", "--output", required=True, type=click.Path(), help="YAML file to write.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @storage_option
+@allow_imports_option
 def export_command(name, rule, output, force, storage_url) -> None:
     """Export the trial RULE picks as a config `dikd train --config` re-runs."""
     from searcher._export import export_document, write_export
@@ -310,6 +339,7 @@ def export_command(name, rule, output, force, storage_url) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(), help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @storage_option
+@allow_imports_option
 def report_command(name, output, force, storage_url) -> None:
     """Write one self-contained HTML page of plots for the study."""
     from searcher._report import write_report

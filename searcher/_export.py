@@ -1,5 +1,8 @@
 """Export a chosen trial as a config that `dikd train --config` loads (its `train` is a
-TrainConfig, schedule included), with what it measured and what that means."""
+TrainConfig, schedule included), with what it measured and what that means. Its
+`train.schedule` is what a training loop of your own needs:
+`objectives.ScheduledSteps.from_file(path, total_steps)` (or
+`objectives.lightning.ScheduleCallback(path)`) applies it step by step."""
 
 from __future__ import annotations
 
@@ -89,6 +92,8 @@ def write_export(document: dict[str, Any], path: str | Path, *, overwrite: bool 
     header = (
         f"# dikd export: study '{document['study']}', trial {document['trial']}, "
         f"rule {document['rule']}\n# Re-run it with: dikd train --config {path.name}\n"
+        f"# In a loop of your own: objectives.ScheduledSteps.from_file('{path.name}', "
+        "total_steps=...)\n"
         f"# Confirmation: {document['confirmation']['status']}\n"
     )
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))

@@ -13,6 +13,7 @@ import time
 import optuna
 from tqdm import tqdm
 
+from objectives import ALLOW_IMPORTS_ENV, allowed_packages
 from searcher._analysis import pareto_front
 from searcher._pruning_view import stopped_early
 from searcher._spec import STORAGE_ENV
@@ -65,6 +66,9 @@ class _Progress:
 def _worker_env(storage: str, gpu: str | None, workers: int) -> dict[str, str]:
     # The URL travels in the environment, never on a command line others can read.
     env = {**os.environ, STORAGE_ENV: storage}
+    allowed = allowed_packages()  # --allow-imports and a spec file's own packages, passed on
+    if allowed:
+        env[ALLOW_IMPORTS_ENV] = ",".join(sorted(allowed))
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     # K workers sharing the cores each get their share of threads: oversubscribed threads

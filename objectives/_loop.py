@@ -1,0 +1,581 @@
+"""Your own training loop as the trial, and the step helper that applies a schedule in any loop.
+
+`ScheduledSteps` is the mechanism: step by step it says whether a batch is reduced, downsamples
+it, runs the model inside `reduced(...)`, and (given the optimiser) multiplies the learning rate
+by `lr_scale` around the optimiser step that follows a reduced step. `RunContext` is what a
+loop named by `train.loop` receives: the run's seed, device, epochs, schedule and params, a
+`ScheduledSteps` sized to the run, and what dikd measures around it (training time per epoch,
+FLOPs, BatchNorm re-estimation before a score when few recent steps were full).
+
+    def run(ctx):
+        model, opt, loader = build(ctx.seed, ctx.params)
+        for epoch in ctx.epochs(loader):
+            for x, y in loader:
+                with ctx.step(model, x, opt) as x:
+                    loss_fn(model(x), y).backward()
+                opt.step(); opt.zero_grad()
+            ctx.report(val_accuracy=evaluate(model, val))
+        if ctx.test:
+            ctx.report_test(evaluate(model, test))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import random
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sized
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from objectives._config import EpochRecord, TrainConfig, TrainResult, load_train_config
+from objectives._errors import ConfigError
+from objectives._imports import import_callable
+from objectives._reduce import batch_norms, downsample, reduced
+from objectives._schedule import Schedule
+from objectives._step import (
+    RECALIBRATION_BATCHES,
+    _needs_bn_recalibration,
+    conv_kernel_sizes,
+    counted_step_flops,
+    reestimate_bn,
+    step_shape,
+)
+from objectives._train import _device_name, _versions, resolve_device
+
+LOOP_FIELD = "train.loop"
+
+
+class LoopError(RuntimeError):
+    """A training loop of the user's own broke the `RunContext` contract (one line: what and
+    how to fix it); the trial fails with it."""
+
+
+class ScheduledSteps:
+    """Applies a `Schedule` step by step in any training loop.
+
+        steps = ScheduledSteps.from_file("pick.yaml", total_steps=len(loader) * epochs)
+        for x, y in loader:
+            with steps.step(model, x, optimizer) as x:   # downsampled on reduced steps
+                loss_fn(model(x), y).backward()
+            optimizer.step(); optimizer.zero_grad()
+
+    The schedule's windows are fractions of training, so it needs the run's `total_steps`.
+    Each `step` is the next step of the run. With `optimizer`, `schedule.lr_scale` multiplies
+    every group's learning rate during the `optimizer.step()` that follows a reduced step (a
+    learning-rate scheduler stepping afterwards is unaffected); without it, a schedule with an
+    lr_scale other than 1 is refused on its first reduced step. When under a fifth of the last
+    100 steps are full, the last step ends by re-estimating the model's BatchNorm statistics
+    from the last RECALIBRATION_BATCHES inputs, as dikd's own loop does (else a mostly reduced
+    end leaves statistics of reduced batches, or none with bn="freeze").
+    """
+
+    def __init__(self, schedule: Schedule, total_steps: int, *, reestimate_bn: bool = True):
+        if not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps!r}")
+        self.schedule = schedule
+        self.total_steps = total_steps
+        self.reestimate_bn = reestimate_bn  # False: never re-estimate (`model(x)` cannot run)
+        self.steps_begun = 0
+        # Called at each step's start (index, scale, full-size input, model) and end (index);
+        # RunContext measures with them. A step ends after the optimiser's step when one is
+        # given, else when the `with` block exits.
+        self.on_begin: Callable[[int, float, torch.Tensor, nn.Module], None] | None = None
+        self.on_end: Callable[[int], None] | None = None
+        # Each scale replaced by the first that computes the same step (as dikd's own loop
+        # does), so a progressive schedule's many scales cost one FLOP count per distinct step.
+        self._kernels: set[tuple[int, int]] | None = None
+        self._first: dict[tuple, float] = {}
+        self._equivalent: dict[float, float] = {}
+        self._due: tuple[int, float] | None = None  # the step whose optimiser step is to come
+        self._saved_lrs: list[float] | None = None
+        self._optimizer_depth = 0
+        self._hooked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._model: nn.Module | None = None
+        self._reestimate_at_end: bool | None = None  # decided at the first step
+        self._last_inputs: list[torch.Tensor] = []
+        self._inside = False  # in a step's block (the model possibly reduced)
+        self._reestimate_pending = False
+        self.bn_reestimation_batches = 0  # inputs the final re-estimation ran on; 0: none
+
+    @classmethod
+    def from_file(cls, path: str | Path, total_steps: int) -> ScheduledSteps:
+        """The schedule of a `dikd export` file (or any TrainConfig YAML file)."""
+        return cls(load_schedule(path), total_steps)
+
+    def scale_of(self, index: int, model: nn.Module, image_size: tuple[int, int]) -> float:
+        """The downsampling factor step `index` runs at (1.0: full)."""
+        raw = self.schedule.scale_at(index, self.total_steps)
+        if raw == 1.0:
+            return 1.0
+        if raw not in self._equivalent:
+            if self._kernels is None:  # the model's, once: a step must cost microseconds
+                self._kernels = conv_kernel_sizes(model)
+            shape = step_shape(raw, self._kernels, image_size)
+            self._equivalent[raw] = 1.0 if shape is None else self._first.setdefault(shape, raw)
+        return self._equivalent[raw]
+
+    @contextlib.contextmanager
+    def step(
+        self, model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer | None = None
+    ) -> Iterator[torch.Tensor]:
+        """The next step: yields `x` (full) or `downsample(x, scale)` with `model` reduced."""
+        index = self.steps_begun
+        scale = self.scale_of(index, model, tuple(x.shape[-2:]))
+        if scale > 1.0 and optimizer is None and self.schedule.lr_scale != 1.0:
+            raise ConfigError(
+                f"schedule.lr_scale is {self.schedule.lr_scale:g} but the step was given no "
+                "optimizer: pass it, as step(model, x, optimizer), or search lr_scale at 1"
+            )
+        self._model = model
+        if self._reestimate_at_end is None:
+            size = tuple(x.shape[-2:])
+            last = range(max(0, self.total_steps - 100), self.total_steps)
+            self._reestimate_at_end = self.reestimate_bn and _needs_bn_recalibration(
+                [self.scale_of(i, model, size) for i in last]
+            )
+        if self._reestimate_at_end and index >= self.total_steps - RECALIBRATION_BATCHES:
+            self._last_inputs.append(x.detach())
+        if self.on_begin is not None:
+            self.on_begin(index, scale, x, model)
+        self.steps_begun += 1
+        if optimizer is not None:
+            # Due from the start: a plain loop steps the optimiser after the block, Lightning
+            # inside it (its closure runs the forward and backward within optimizer.step).
+            self._hook(optimizer)
+            self._due = (index, scale)
+        self._inside = True
+        try:
+            if scale > 1.0:
+                with reduced(model, scale, self.schedule.kernel_pool, self.schedule.bn):
+                    yield downsample(x, scale)
+            else:
+                yield x
+        finally:
+            self._inside = False
+        if optimizer is None or self._reestimate_pending:
+            self._ended(index)
+
+    def _ended(self, index: int) -> None:
+        if index == self.total_steps - 1 and self._last_inputs and self._model is not None:
+            if self._inside:  # Lightning steps the optimiser inside the block: after it
+                self._reestimate_pending = True
+                return
+            # Part of making the final model (timed by RunContext: before on_end).
+            reestimate_bn(self._model, self._last_inputs)
+            self.bn_reestimation_batches = len(self._last_inputs)
+            self._last_inputs, self._reestimate_pending = [], False
+        if self.on_end is not None:
+            self.on_end(index)
+
+    def _hook(self, optimizer: torch.optim.Optimizer) -> None:
+        if optimizer in self._hooked:
+            return
+        self._hooked[optimizer] = (
+            optimizer.register_step_pre_hook(self._before_optimizer_step),
+            optimizer.register_step_post_hook(self._after_optimizer_step),
+        )
+
+    def _before_optimizer_step(self, optimizer, _args, _kwargs) -> None:
+        # A subclass whose step calls super().step() runs the hooks twice, nested (torch wraps
+        # each class's step): act on the outer call only.
+        self._optimizer_depth += 1
+        if self._optimizer_depth > 1:
+            return
+        if self._due is not None and self._due[1] > 1.0 and self.schedule.lr_scale != 1.0:
+            self._saved_lrs = [group["lr"] for group in optimizer.param_groups]
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * self.schedule.lr_scale
+
+    def _after_optimizer_step(self, optimizer, _args, _kwargs) -> None:
+        self._optimizer_depth -= 1
+        if self._optimizer_depth > 0:
+            return
+        if self._saved_lrs is not None:
+            for group, lr in zip(optimizer.param_groups, self._saved_lrs):
+                group["lr"] = lr  # exactly as it was, not divided back
+            self._saved_lrs = None
+        if self._due is not None:
+            index, self._due = self._due[0], None
+            self._ended(index)
+
+
+def load_schedule(path: str | Path) -> Schedule:
+    """The schedule of an exported pick (`dikd export`: under `train`) or of any TrainConfig
+    YAML file."""
+    return load_train_config(path).schedule
+
+
+class _Clock:
+    """Training time of one epoch, from the start of its first step to the end of its last:
+    CUDA events (read once per epoch, never a synchronisation per step) or perf_counter."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.start: Any = None
+        self.end: Any = None
+
+    def mark_start(self) -> None:
+        if self.cuda:
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.start = time.perf_counter()
+
+    def mark_end(self) -> None:
+        if self.cuda:
+            self.end = self.end or torch.cuda.Event(enable_timing=True)
+            self.end.record()  # recorded again at every step's end: the last one counts
+        else:
+            self.end = time.perf_counter()
+
+    def seconds(self) -> float:
+        if self.start is None or self.end is None:
+            return 0.0
+        if self.cuda:
+            self.end.synchronize()
+            return self.start.elapsed_time(self.end) / 1000
+        return self.end - self.start
+
+    def reset(self) -> None:
+        self.start = self.end = None
+
+
+class RunContext:
+    """What a training loop of your own (`train.loop`) is given, and what it reports through.
+
+    Attributes: `seed` (seed everything of yours from it; torch, python and numpy are seeded
+    with it before your loop is called), `device` (a torch.device), `params` (`train.params`),
+    `schedule`, `epochs_total` (fit your learning-rate schedule to it), `test` (score the test
+    split after training and call `report_test`), `total_steps` (after `epochs`).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        device: torch.device,
+        on_epoch: Callable[[int, TrainResult], bool | None] | None = None,
+    ) -> None:
+        self.seed = config.seed
+        self.device = device
+        self.params: dict[str, Any] = dict(config.params)
+        self.schedule = config.schedule
+        self.epochs_total = config.epochs
+        self.test = config.test
+        self._loop = config.loop or "the loop"
+        self._on_epoch = on_epoch
+        self._steps: ScheduledSteps | None = None
+        self._per_epoch = 0
+        self._epoch = 0  # the epoch being run (1-based); 0 before ctx.epochs() starts
+        self._stop = False
+        self._clock = _Clock(device)
+        self._train_time = 0.0
+        self._history: list[EpochRecord] = []
+        self._val_size = 0
+        self._test: tuple[float, int] | None = None
+        self._scales: Counter[float] = Counter()  # steps run at each (equivalent) scale
+        self._epoch_reduced = 0
+        self._model: nn.Module | None = None
+        self._sample: torch.Tensor | None = None  # a full-size input, for counting FLOPs
+        self._step_flops: dict[float, float] = {}
+        self._recalibrate: set[int] | None = None  # epochs whose score needs BN re-estimation
+        self._kept: deque[torch.Tensor] = deque(maxlen=RECALIBRATION_BATCHES)
+        self._saved_bn: list[dict[str, torch.Tensor]] | None = None
+
+    @property
+    def total_steps(self) -> int | None:
+        """Steps of the whole run; None before `epochs` was called."""
+        return None if self._steps is None else self._steps.total_steps
+
+    def epochs(self, steps_per_epoch: Sized | int) -> Iterator[int]:
+        """The epochs to run, 1..epochs_total (fewer when a pruner stops the run).
+        `steps_per_epoch`: the training loader (its len() is taken) or the number of steps
+        (calls of `step`) in one epoch, so that the schedule knows the run's total steps."""
+        per_epoch = len(steps_per_epoch) if isinstance(steps_per_epoch, Sized) else steps_per_epoch
+        if not isinstance(per_epoch, int) or per_epoch < 1:
+            raise LoopError(
+                f"ctx.epochs got {per_epoch!r} steps per epoch; pass the training loader or a "
+                "whole number of steps of at least 1"
+            )
+        if self._steps is not None:
+            raise LoopError("ctx.epochs() was called twice; call it once, for the whole run")
+        self._per_epoch = per_epoch
+        self._steps = ScheduledSteps(self.schedule, per_epoch * self.epochs_total)
+        self._steps.on_begin = self._on_step_begin
+        self._steps.on_end = self._on_step_end
+        return self._run_epochs()
+
+    def _run_epochs(self) -> Iterator[int]:
+        for epoch in range(1, self.epochs_total + 1):
+            self._epoch = epoch
+            self._epoch_reduced = 0
+            self._clock.reset()
+            yield epoch
+            if len(self._history) < epoch:
+                raise LoopError(
+                    f"epoch {epoch} ended without ctx.report(val_accuracy=...); report each "
+                    "epoch's validation accuracy before the next one"
+                )
+            if self._stop:
+                return
+
+    def step(
+        self, model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer | None = None
+    ) -> contextlib.AbstractContextManager[torch.Tensor]:
+        """One training step: `with ctx.step(model, x, optimizer) as x:` gives `x` or its
+        downsampled copy with `model` reduced, as the schedule says. Give the optimizer when
+        `lr_scale` is searched; the step then ends with its `optimizer.step()`."""
+        if self._steps is None:
+            raise LoopError("ctx.step was called before ctx.epochs(loader); iterate over it")
+        return self._steps.step(model, x, optimizer)
+
+    def report(
+        self, val_accuracy: float, *, loss: float | None = None, val_size: int | None = None
+    ) -> None:
+        """The epoch's validation accuracy (top-1 in [0, 1]), once per epoch, after its last
+        step; `loss` (its mean training loss) and `val_size` (images scored) are kept too."""
+        epoch = self._epoch
+        if epoch == 0:
+            raise LoopError("ctx.report was called outside `for epoch in ctx.epochs(...)`")
+        if len(self._history) >= epoch:
+            raise LoopError(f"ctx.report was called twice in epoch {epoch}; report once an epoch")
+        accuracy = float(val_accuracy)
+        if not (math.isfinite(accuracy) and 0.0 <= accuracy <= 1.0):
+            raise LoopError(
+                f"ctx.report got val_accuracy={accuracy} in epoch {epoch}; report a fraction in "
+                "[0, 1] (correct / scored)"
+            )
+        assert self._steps is not None  # _epoch > 0 only inside ctx.epochs()
+        ran = self._steps.steps_begun - (epoch - 1) * self._per_epoch
+        if ran == 0 and epoch == 1:
+            raise LoopError(
+                f"{self._loop} never called ctx.step in its first epoch, so nothing can be "
+                "downsampled: wrap each training step in `with ctx.step(model, x) as x:`"
+            )
+        if ran != self._per_epoch:
+            raise LoopError(
+                f"epoch {epoch} ran {ran} steps, but ctx.epochs() was told {self._per_epoch} per "
+                "epoch; pass the loader you train on (or its number of steps)"
+            )
+        epoch_time = self._clock.seconds()
+        self._train_time += epoch_time
+        if val_size is not None:
+            self._val_size = int(val_size)
+        self._history.append(
+            EpochRecord(
+                epoch,
+                epoch_time,
+                None if loss is None else float(loss),
+                accuracy,
+                self._epoch_reduced,
+            )
+        )
+        if self._on_epoch is not None:
+            if self._on_epoch(epoch, self._result(stopped_early=False)):
+                self._stop = epoch < self.epochs_total
+
+    def report_test(self, accuracy: float, *, test_size: int | None = None) -> None:
+        """The final model's test accuracy (top-1 in [0, 1]), when `ctx.test` is true."""
+        value = float(accuracy)
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise LoopError(
+                f"ctx.report_test got {value}; report a fraction in [0, 1] (correct / scored)"
+            )
+        self._test = (value, int(test_size or 0))
+
+    # --- measuring around the steps ------------------------------------------------------------
+
+    def _plan_recalibration(self, model: nn.Module, image_size: tuple[int, int]) -> set[int]:
+        """The epochs before the last after which BatchNorm statistics are re-estimated for the
+        score only: those whose last 100 steps were mostly reduced (dikd's own loop's rule)."""
+        steps = self._steps
+        assert steps is not None
+        out = set()
+        for epoch in range(1, self.epochs_total):  # the last: ScheduledSteps, as any loop
+            stop = epoch * self._per_epoch
+            recent = [steps.scale_of(i, model, image_size) for i in range(max(0, stop - 100), stop)]
+            if _needs_bn_recalibration(recent):
+                out.add(epoch)
+        return out
+
+    def _on_step_begin(self, index: int, scale: float, x: torch.Tensor, model: nn.Module) -> None:
+        if self._saved_bn is not None:  # the statistics training had, back after the score
+            for norm, state in zip(batch_norms(model), self._saved_bn):
+                norm.load_state_dict(state)
+            self._saved_bn = None
+        if self._recalibrate is None:
+            self._recalibrate = self._plan_recalibration(model, tuple(x.shape[-2:]))
+        if self._sample is None:
+            self._sample = x.detach()
+        self._model = model
+        epoch, position = divmod(index, self._per_epoch)
+        if position == 0 or self._clock.start is None:
+            self._clock.mark_start()
+        if epoch + 1 in self._recalibrate and position >= self._per_epoch - RECALIBRATION_BATCHES:
+            self._kept.append(x.detach())
+        self._scales[scale] += 1
+        self._epoch_reduced += scale > 1.0
+
+    def _on_step_end(self, index: int) -> None:
+        self._clock.mark_end()
+        epoch = index // self._per_epoch + 1
+        last = (index + 1) % self._per_epoch == 0
+        if not last or self._recalibrate is None or epoch not in self._recalibrate:
+            return
+        model = self._model
+        assert model is not None
+        # Only so that this epoch's score means something: untimed, undone at the next step.
+        self._saved_bn = [
+            {k: v.clone() for k, v in m.state_dict().items()} for m in batch_norms(model)
+        ]
+        reestimate_bn(model, list(self._kept))
+        self._kept.clear()
+
+    def _count_flops(self) -> tuple[float, float, float]:
+        """Training FLOPs so far, a full step's and the largest reduced step's; each distinct
+        step is counted once, untimed, on a kept input batch (see `_user_step_flops`)."""
+        model, x = self._model, self._sample
+        if model is None or x is None:
+            return 0.0, 0.0, 0.0
+        for scale in [*self._scales, 1.0]:
+            if scale not in self._step_flops:
+                self._step_flops[scale] = _user_step_flops(model, x, scale, self.schedule)
+        flops = sum(self._step_flops[s] * n for s, n in self._scales.items())
+        reestimated = self._steps.bn_reestimation_batches if self._steps is not None else 0
+        if reestimated:  # the final re-estimation is part of training
+            flops += reestimated * _forward_flops(model, x)
+        reduced_scales = [s for s in self._scales if s > 1.0]
+        largest = self._step_flops[max(reduced_scales)] if reduced_scales else 0.0
+        return flops, self._step_flops[1.0], largest
+
+    def _result(self, stopped_early: bool) -> TrainResult:
+        flops, full, reduced_step = self._count_flops()
+        steps = sum(self._scales.values())
+        test_accuracy, test_size = self._test if self._test is not None else (None, 0)
+        return TrainResult(
+            train_time_s=self._train_time,
+            val_accuracy=self._history[-1].val_accuracy,
+            flops=flops,
+            full_step_flops=full,
+            reduced_step_flops=reduced_step,
+            reduced_steps=sum(n for s, n in self._scales.items() if s > 1.0),
+            total_steps=steps,
+            planned_steps=self.total_steps or 0,
+            stopped_early=stopped_early,
+            history=list(self._history),
+            device=_device_name(self.device),
+            versions=_versions(),
+            val_size=self._val_size,
+            test_accuracy=test_accuracy,
+            test_size=test_size,
+        )
+
+    def finish(self) -> TrainResult:
+        """The run's result once the loop has returned, or a LoopError saying what it missed."""
+        if not self._history:
+            raise LoopError(
+                f"{self._loop} returned without calling ctx.report(val_accuracy=...); report "
+                "each epoch's validation accuracy inside `for epoch in ctx.epochs(loader)`"
+            )
+        if len(self._history) != self.epochs_total and not self._stop:
+            raise LoopError(
+                f"{self._loop} reported {len(self._history)} epochs of the {self.epochs_total} "
+                "asked; run every epoch of ctx.epochs() and fit the learning-rate schedule to "
+                "ctx.epochs_total (a run only cut short makes the budget curve too low)"
+            )
+        if self.test and self._test is None:
+            raise LoopError(
+                f"ctx.test was true but {self._loop} did not call ctx.report_test(accuracy); "
+                "score the final model on the test split when ctx.test is set"
+            )
+        if self._saved_bn is not None and self._model is not None:
+            for norm, state in zip(batch_norms(self._model), self._saved_bn):
+                norm.load_state_dict(state)
+        return self._result(stopped_early=self._stop)
+
+
+def _first_tensor(out: Any) -> torch.Tensor:
+    """The model's output, or the first tensor of a tuple, list or dict of outputs."""
+    if isinstance(out, torch.Tensor):
+        return out
+    values = out.values() if isinstance(out, dict) else out
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value
+    raise LoopError(f"the model returned a {type(out).__name__} without a tensor to count FLOPs")
+
+
+def _user_step_flops(model: nn.Module, x: torch.Tensor, scale: float, schedule: Schedule) -> float:
+    """FLOPs of a training step of the user's model at `scale`: its forward and the backward of
+    the sum of its output. The user's loss is not run; a loss's FLOPs (a softmax and a sum over
+    the logits) are negligible beside a CNN's."""
+
+    def step() -> torch.Tensor:
+        if scale == 1.0:
+            return _first_tensor(model(x)).float().sum()
+        with reduced(model, scale, schedule.kernel_pool, schedule.bn):
+            return _first_tensor(model(downsample(x, scale))).float().sum()
+
+    return counted_step_flops(model, step)
+
+
+@torch.no_grad()
+def _forward_flops(model: nn.Module, x: torch.Tensor) -> float:
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+def import_loop(path: str) -> Callable[[RunContext], Any]:
+    """The loop function `train.loop` names (allowed, importable, callable as fn(ctx)), or a
+    one-line ConfigError."""
+    fn = import_callable(path, LOOP_FIELD)
+    try:
+        inspect.signature(fn).bind(object())
+    except TypeError:
+        raise ConfigError(
+            f"field '{LOOP_FIELD}': {path} cannot be called as fn(ctx); give it one parameter, "
+            "the RunContext"
+        ) from None
+    except ValueError:  # no signature to read: calling it will tell
+        pass
+    return fn
+
+
+def seed_everything(seed: int) -> None:
+    """torch, python's and numpy's (when installed) global generators, as a loop expects."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    try:
+        import numpy
+    except ImportError:
+        return
+    numpy.random.seed(seed % 2**32)
+
+
+def run_loop(
+    config: TrainConfig, on_epoch: Callable[[int, TrainResult], bool | None] | None = None
+) -> TrainResult:
+    """`train` for a config with `loop`: the user's function trains, dikd measures around it.
+    Whatever the function returns is ignored; what counts is what it reported."""
+    assert config.loop is not None
+    fn = import_loop(config.loop)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    ctx = RunContext(config, device, on_epoch)
+    fn(ctx)
+    return ctx.finish()
