@@ -156,6 +156,12 @@ def verdict_text(v: dict[str, Any]) -> str:
     return f"undecided after {n} seeds ({hint}{state})"
 
 
+VERDICT_INTRO = (
+    "confirmation (fresh seeds, paired, scored on the test split; margin = accuracy above the "
+    "plain model at equal cost)"
+)
+
+
 def verdict_rows(verdicts: dict[int, dict[str, Any]], trials: dict[int, FrozenTrial]):
     """The confirmation's table: per candidate, paired over fresh seeds on the test split."""
     headers = [
@@ -194,10 +200,5 @@ def show_verdicts(study: optuna.Study) -> str | None:
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     procedure = verdict_procedure(study)
     return "\n".join(
-        [
-            "confirmation (fresh seeds, paired, scored on the test split; margin = accuracy "
-            "above the plain model at equal cost):",
-            table(*verdict_rows(verdicts, trials)),
-            f"procedure: {procedure}",
-        ]
+        [f"{VERDICT_INTRO}:", table(*verdict_rows(verdicts, trials)), f"procedure: {procedure}"]
     )
