@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial
 
 from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._record import (
+    SPEC_ATTR,
     accuracy_standard_error,
     budget_fraction,
     epochs_of,
@@ -108,6 +109,12 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
         + ")"
     ]
+    pruner = study.user_attrs.get(SPEC_ATTR, {}).get("pruner", {}).get("name", "none")
+    if pruner != "none":
+        parts.append(
+            f"early stopping: {pruner} pruner; validation scored after every epoch, which it "
+            "needs (whatever train.eval_every_epoch says)"
+        )
     curve = sorted(baselines(done), key=lambda t: t.values[0])
     if curve:
         parts += ["", "baseline budget curve (the plain model trained for fewer epochs):"]

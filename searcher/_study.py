@@ -27,6 +27,7 @@ from searcher._record import (
     PRUNED_REASON,
     ROLE,
     SEARCH,
+    SPEC_ATTR,
     VAL_ACCURACY,
     budget_fraction,
     config_attrs,
@@ -47,7 +48,6 @@ from searcher._storage import (
     study_names,
 )
 
-SPEC_ATTR = "dikd_spec"
 CREATED_ATTR = "dikd_created_at"
 
 
