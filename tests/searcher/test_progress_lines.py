@@ -20,6 +20,7 @@ from searcher import _confirm, _study
 from searcher._cli import cli
 from searcher._local_workers import _Progress
 from searcher._spec import parse_spec
+from searcher._storage import confirmation_runs
 
 
 def fake_train(config: TrainConfig, on_epoch=None) -> TrainResult:
@@ -51,8 +52,7 @@ def test_study_run_and_confirm_print_a_line_per_trial_and_per_run(tmp_path, stoo
     confirm = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert confirm.exit_code == 0, confirm.output
     runs = [line for line in confirm.output.splitlines() if line.startswith("  seed ")]
-    study = optuna.load_study(study_name="lines", storage=url)
-    confirmation = [t for t in study.trials if t.user_attrs.get("role") == "confirm"]
+    confirmation = confirmation_runs(optuna.load_study(study_name="lines", storage=url))
     assert len(runs) == len(confirmation) >= 3 * 2  # the candidate and its plain budgets
     assert "test accuracy" in runs[0]
 
