@@ -26,7 +26,7 @@ from objectives import (
 from searcher._analysis import PickError
 from searcher._confirm_cli import confirm_with_progress, settings_from_options
 from searcher._local_workers import _Progress, _run_local_workers
-from searcher._record import CONFIRM_SETTINGS_ATTR
+from searcher._record import CONFIRM_SETTINGS_ATTR, CONFIRMATION_OF_ATTR
 from searcher._shipped import find_spec, load_spec_file, specs_command
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
 from searcher._storage import mask_password, open_storage
@@ -239,9 +239,17 @@ def study_list(storage_url) -> None:
     url = _storage_url(storage_url)
     storage = open_storage(url, create=False)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    click.echo(f"storage {mask_password(url)}: {len(summaries)} studies")
-    for summary in summaries:
-        click.echo(f"  {summary.study_name}  ({summary.n_trials} trials)")
+    # A study and the sibling holding its confirmation runs are one study here.
+    runs = {s.user_attrs[CONFIRMATION_OF_ATTR]: s for s in summaries
+            if CONFIRMATION_OF_ATTR in s.user_attrs}  # fmt: skip
+    studies = [s for s in summaries if CONFIRMATION_OF_ATTR not in s.user_attrs]
+    click.echo(f"storage {mask_password(url)}: {len(studies)} studies")
+    for summary in studies:
+        sibling = runs.get(summary.study_name)
+        confirmed = (
+            f"; {sibling.n_trials} confirmation runs in '{sibling.study_name}'" if sibling else ""
+        )
+        click.echo(f"  {summary.study_name}  ({summary.n_trials} trials{confirmed})")
 
 
 @study_group.command("show")

@@ -1,7 +1,8 @@
 """`dikd confirm`: re-train the study's best candidates and the plain model over fresh seeds,
 paired, scored on the test split, until a sequential verdict (searcher/_verdict.py) is reached.
 
-Every run is a trial of the study (role `confirm`), keyed by its seed and what it trains, so a
+Every run is a trial (role `confirm`) of the study's sibling study (`_storage.confirmation_study`:
+the search study's own trials stay the search alone), keyed by its seed and what it trains, so a
 killed confirmation resumes without re-training finished runs and several processes can share
 the work: each takes a seed no live process is on, and trains that seed's runs back to back on
 its device, so that drift hits the candidate and its baselines alike.
@@ -47,7 +48,13 @@ from searcher._record import (
 )
 from searcher._space import plain_config
 from searcher._spec import StudySpec
-from searcher._storage import heartbeat_interval, rdb_storage, set_user_attrs
+from searcher._storage import (
+    confirmation_runs,
+    confirmation_study,
+    heartbeat_interval,
+    rdb_storage,
+    set_user_attrs,
+)
 from searcher._study import baseline_fractions, default_worker_id
 from searcher._verdict import SeedResult, Settings, Summary, is_final, summarise
 
@@ -362,14 +369,15 @@ def confirm(
     poll_s: float = 5.0,
 ) -> dict[int, Summary | None]:
     """Run the confirmation until every candidate's verdict is final; store and return it."""
-    runner = _Runner(study, spec, candidates)
+    runs_study = confirmation_study(study, create=True)  # a sibling: the search stays alone
+    runner = _Runner(runs_study, spec, candidates)
     for c in candidates:  # the test split too: missing data is one line before any training
         check_data(runner.config(Run(FIRST_SEED, c.number)))
     if CONFIRM_SETTINGS_ATTR not in study.user_attrs:
         study.set_user_attr(CONFIRM_SETTINGS_ATTR, dataclasses.asdict(settings))
     while True:
-        _fail_stale(study)
-        trials = study.get_trials(deepcopy=False)
+        _fail_stale(runs_study)
+        trials = confirmation_runs(study)
         sums = summaries(candidates, trials, settings)
         store_verdict(study, candidates, sums, settings)
         runs, waiting = _next_seed(candidates, sums, settings, trials)

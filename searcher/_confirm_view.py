@@ -16,6 +16,7 @@ from searcher._format import describe_schedule, times_text, verdict_rows
 from searcher._optuna_internals import storage_trial_id
 from searcher._record import (
     CONFIRM_RUN,
+    CONFIRM_STUDY_ATTR,
     accuracy_on_test,
     budget_fraction,
     candidate_of,
@@ -28,6 +29,7 @@ from searcher._record import (
     verdict_procedure,
 )
 from searcher._spec import StudySpec
+from searcher._storage import confirmation_runs, confirmation_study
 from searcher._verdict import mean_interval
 
 FIGURE_ID = "dikd-verdict"
@@ -60,7 +62,8 @@ def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
         text=[f"trial {t.number}: {describe_schedule(t)}" for t in front],
         hovertemplate="%{text}<extra></extra>",
     )
-    for index, (seed, points) in enumerate(sorted(_plain_runs_by_seed(trials).items())):
+    plain = _plain_runs_by_seed(confirmation_runs(study))
+    for index, (seed, points) in enumerate(sorted(plain.items())):
         points.sort()
         fig.add_scatter(
             x=[c for c, _ in points],
@@ -136,6 +139,13 @@ def verdict_markdown(study: optuna.Study) -> str:
         "the cost the plain model needs for the candidate's accuracy / its cost. The figure "
         "'dikd-verdict' on the study's History page draws it.",
     ]
+    sibling = study.user_attrs.get(CONFIRM_STUDY_ATTR)
+    if sibling is not None:
+        lines += [
+            "",
+            f"The confirmation runs are the trials of study `{sibling}` (listed beside this "
+            "one): this study's trials, front and plots are the search alone.",
+        ]
     return "\n".join(lines)
 
 
@@ -159,8 +169,7 @@ def _trial_note(t: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
         return (
             f"**Confirmation run** ({t.user_attrs.get(CONFIRM_RUN)}): {what}, re-trained with "
             f"fresh seed {seed_of(t)}{scored}. Not part of the search: never "
-            "seen by the sampler, never on dikd's front (optuna-dashboard's own Pareto plot "
-            "draws every completed trial, these included)."
+            "seen by the sampler, never on the search's front."
         )
     m = derived_metrics(t, trials)
     beats = {True: "yes", False: "no", None: "n/a"}[m["beats_curve"]]
@@ -179,12 +188,26 @@ def publish(study: optuna.Study, spec: StudySpec) -> None:
     save_plotly_graph_object(study, verdict_figure(study, spec), graph_object_id=FIGURE_ID)
     save_note(study, verdict_markdown(study))
     trials = study.get_trials(deepcopy=False)
-    for t in trials:
-        if t.state != TrialState.COMPLETE:
-            continue
-        note = _trial_note(t, trials)
-        if note is None:
-            continue
-        trial = optuna.Trial(study, storage_trial_id(t))
-        if get_note(trial) != note:
-            save_note(trial, note)
+    runs = confirmation_study(study)
+    where = [(study, trials)]
+    if runs is not None and runs is not study:
+        save_note(runs, _runs_markdown(study))
+        where.append((runs, runs.get_trials(deepcopy=False)))
+    for holder, held in where:
+        for t in held:
+            if t.state != TrialState.COMPLETE:
+                continue
+            note = _trial_note(t, trials)
+            if note is None:
+                continue
+            trial = optuna.Trial(holder, storage_trial_id(t))
+            if get_note(trial) != note:
+                save_note(trial, note)
+
+
+def _runs_markdown(study: optuna.Study) -> str:
+    return (
+        f"## dikd: the confirmation runs of study `{study.study_name}`\n\nEach trial re-trains "
+        "a candidate or the plain model with a fresh seed, scored on the test split. The "
+        f"verdict, its figure and the search's front are on study `{study.study_name}`'s page."
+    )

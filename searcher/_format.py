@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial
 
 from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._record import (
+    SPEC_ATTR,
     accuracy_standard_error,
     budget_fraction,
     epochs_of,
@@ -108,6 +109,12 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
         + ")"
     ]
+    pruner = study.user_attrs.get(SPEC_ATTR, {}).get("pruner", {}).get("name", "none")
+    if pruner != "none":
+        parts.append(
+            f"early stopping: {pruner} pruner; validation scored after every epoch, which it "
+            "needs (whatever train.eval_every_epoch says)"
+        )
     curve = sorted(baselines(done), key=lambda t: t.values[0])
     if curve:
         parts += ["", "baseline budget curve (the plain model trained for fewer epochs):"]
@@ -156,6 +163,12 @@ def verdict_text(v: dict[str, Any]) -> str:
     return f"undecided after {n} seeds ({hint}{state})"
 
 
+VERDICT_INTRO = (
+    "confirmation (fresh seeds, paired, scored on the test split; margin = accuracy above the "
+    "plain model at equal cost)"
+)
+
+
 def verdict_rows(verdicts: dict[int, dict[str, Any]], trials: dict[int, FrozenTrial]):
     """The confirmation's table: per candidate, paired over fresh seeds on the test split."""
     headers = [
@@ -194,10 +207,5 @@ def show_verdicts(study: optuna.Study) -> str | None:
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     procedure = verdict_procedure(study)
     return "\n".join(
-        [
-            "confirmation (fresh seeds, paired, scored on the test split; margin = accuracy "
-            "above the plain model at equal cost):",
-            table(*verdict_rows(verdicts, trials)),
-            f"procedure: {procedure}",
-        ]
+        [f"{VERDICT_INTRO}:", table(*verdict_rows(verdicts, trials)), f"procedure: {procedure}"]
     )

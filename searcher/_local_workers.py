@@ -10,22 +10,33 @@ import subprocess
 import sys
 import time
 
+import click
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from objectives import ALLOW_IMPORTS_ENV, allowed_packages
 from searcher._analysis import pareto_front
+from searcher._format import describe_schedule
 from searcher._pruning_view import stopped_early
+from searcher._record import fail_reason, is_stopped_early, searched
 from searcher._spec import STORAGE_ENV
 from searcher._study import default_worker_id
 
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
 
 class _Progress:
-    """Progress bars: trials of the study (with the front's size) and epochs of the trial."""
+    """Progress bars: trials of the study (with the front's size) and epochs of the trial.
+    With stdout not a terminal (a log file, a pipe, CI), where the bars are off, one flushed
+    line per finished trial instead."""
 
     def __init__(self, study: optuna.Study, total: int | None) -> None:
-        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        self.study = study
+        trials = searched(study.get_trials(deepcopy=False))  # not confirmation runs
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        self.study, self.total = study, total
+        self.lines = not sys.stdout.isatty()
+        self.reported = {t.number for t in trials if t.state in _FINISHED}
         self.trials = tqdm(
             total=total, initial=done, desc="trials", unit="trial", position=0, disable=None
         )
@@ -47,20 +58,38 @@ class _Progress:
         self.refresh()
 
     def refresh(self) -> None:
-        trials = self.study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        trials = searched(self.study.get_trials(deepcopy=False))
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
         pruned = len(stopped_early(trials))  # in the trial budget too
+        failed = sum(t.state == TrialState.FAIL for t in trials)
+        front = len(pareto_front(done))
         self.trials.n = len(done) + pruned
-        self.trials.set_postfix(
-            front=len(pareto_front(done)),
-            pruned=pruned,
-            failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
-        )
+        self.trials.set_postfix(front=front, pruned=pruned, failed=failed)
+        if self.lines:
+            for t in sorted(trials, key=lambda t: t.number):
+                if t.state not in _FINISHED or t.number in self.reported:
+                    continue
+                self.reported.add(t.number)
+                if t.state == TrialState.PRUNED and not is_stopped_early(t):
+                    continue  # never ran: the budget was spent
+                of = f"/{self.total}" if self.total is not None else ""
+                click.echo(
+                    f"trial {t.number} ({describe_schedule(t)}): {_outcome(t)}; "
+                    f"{len(done) + pruned}{of} done, front {front}, failed {failed}"
+                )
 
     def close(self) -> None:
         if self.epochs is not None:
             self.epochs.close()
         self.trials.close()
+
+
+def _outcome(t: FrozenTrial) -> str:
+    if t.state == TrialState.COMPLETE:
+        return f"cost {t.values[0]:.4g}, accuracy {100 * t.values[1]:.2f}%"
+    if t.state == TrialState.PRUNED:
+        return "stopped early by the pruner"
+    return f"failed: {fail_reason(t) or 'no reason recorded'}"
 
 
 def _worker_env(storage: str, gpu: str | None, workers: int) -> dict[str, str]:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from searcher._format import describe_schedule
-from searcher._pruning import curve_of
+from searcher._pruning import Curve, curve_of
 from searcher._record import PRUNED_REASON, is_baseline, is_stopped_early
 
 TITLE = "Learning curves: cost and accuracy after each epoch"
@@ -42,7 +42,11 @@ def pruned_lines(trials: list[FrozenTrial], unit: str = "") -> list[str]:
 
 def learning_curves_figure(trials: list[FrozenTrial], axis: str) -> go.Figure | None:
     """One line per trial with partial results (accuracy against cost so far); the trials a
-    pruner stopped in red, ending in a cross where they stopped. None: no partial results."""
+    pruner stopped in red, ending in a cross where they stopped. None when no trial was scored
+    before its last planned epoch (`eval_every_epoch: false`): one dot per trial is no curve."""
+    curves = [curve_of(t) for t in trials]
+    if not any(c is not None and _scored_before_the_end(c) for c in curves):
+        return None
     fig = go.Figure()
     shown = {"baseline": False, "complete": False, "pruned": False}
     for t in sorted(trials, key=lambda t: t.number):
@@ -90,3 +94,8 @@ def learning_curves_figure(trials: list[FrozenTrial], axis: str) -> go.Figure | 
         margin=dict(t=80),
     )
     return fig
+
+
+def _scored_before_the_end(curve: Curve) -> bool:
+    early = range(1, min(curve.epoch + 1, curve.planned_epochs))
+    return any(curve.at(e) is not None for e in early)

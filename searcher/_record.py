@@ -51,6 +51,13 @@ METRIC_NAMES = {"wall": "train_time_s", "flops": "train_flops"}
 # objective unit; and why a pruner stopped a trial (PRUNED, counted in the trial budget).
 PARTIAL = "partial"
 PRUNED_REASON = "pruned_reason"
+# The study's spec as stored (StudySpec.stored_form), to refuse a resume with another one.
+SPEC_ATTR = "dikd_spec"
+# Confirmation runs live in a sibling study: the search study names it, it names the search
+# study. (Studies confirmed before siblings existed keep their runs among their own trials.)
+CONFIRM_STUDY_ATTR = "dikd_confirm_study"
+CONFIRMATION_OF_ATTR = "dikd_confirmation_of"
+CONFIRM_SUFFIX = ".confirm"
 # Study attributes of `dikd confirm`: its settings, fixed by the first confirmation, and the
 # verdict of each candidate.
 CONFIRM_SETTINGS_ATTR = "dikd_confirm_settings"

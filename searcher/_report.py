@@ -24,9 +24,23 @@ from searcher._figures import (
     _params_figure,
     _pareto_figure,
 )
-from searcher._format import describe_schedule, show_verdicts, table, trial_rows
+from searcher._format import (
+    VERDICT_INTRO,
+    describe_schedule,
+    table,
+    trial_rows,
+    verdict_rows,
+)
 from searcher._pruning_view import learning_curves_figure
-from searcher._record import device_of, fail_reason, is_baseline, schedule_of, searched
+from searcher._record import (
+    device_of,
+    fail_reason,
+    is_baseline,
+    schedule_of,
+    searched,
+    stored_verdicts,
+    verdict_procedure,
+)
 from searcher._spec import StudySpec
 
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -39,6 +53,11 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; }
 p.note { background: #f6f6f6; border-left: 4px solid #999; padding: 0.5em 0.8em; }
 pre { background: #f8f8f8; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 ul.failed li { margin-bottom: 0.3em; } code { font-size: 0.9em; }
+table.verdicts { border-collapse: collapse; width: 100%; font-size: 0.85em; }
+table.verdicts th, table.verdicts td { border-bottom: 1px solid #ddd; padding: 0.3em 0.5em;
+       text-align: left; vertical-align: top; }
+table.verdicts td { overflow-wrap: anywhere; }
+p.procedure { font-size: 0.85em; color: #555; }
 """
 
 
@@ -170,15 +189,26 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
 
 
 def _verdict_html(study: optuna.Study) -> str:
-    text = show_verdicts(study)
-    if text is None:
+    verdicts = stored_verdicts(study)
+    if not verdicts:
         return _note(
             "Not confirmed yet",
             "The front above is one seed scored on the validation split the search selected "
             f"on: a margin there may be noise. Run `dikd confirm {study.study_name}` for a "
             "verdict over fresh seeds on the test split.",
         )
-    return f"<pre>{html.escape(text)}</pre>"
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    headers, rows = verdict_rows(verdicts, trials)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return (
+        f"<p>{html.escape(VERDICT_INTRO[0].upper() + VERDICT_INTRO[1:])}.</p>\n"
+        f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n'
+        f'<p class="procedure">Procedure: {html.escape(verdict_procedure(study))}.</p>'
+    )
 
 
 def _front_table(front: list[FrozenTrial], trials: list[FrozenTrial], labels: _Labels) -> str:

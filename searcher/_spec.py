@@ -224,15 +224,19 @@ class StudySpec(BaseModel):
     objective: Literal["wall", "flops"] = "wall"
     pruner: PrunerSpec = NoPruner()  # early stopping of search trials (searcher/_pruning.py)
 
-    @field_validator("pruner")
+    @model_validator(mode="before")
     @classmethod
-    def _pruner_sees_every_epoch(cls, pruner: Any, info: ValidationInfo) -> Any:
-        train = info.data.get("train")
-        if pruner.name != "none" and train is not None and not train.eval_every_epoch:
-            raise ValueError(
-                "it needs the accuracy after every epoch; set train.eval_every_epoch: true"
-            )
-        return pruner
+    def _pruner_implies_scores_every_epoch(cls, data: Any) -> Any:
+        """A pruner decides from the accuracy after each epoch: with one, the study scores every
+        epoch whatever train.eval_every_epoch says (`study show` says so)."""
+        if not isinstance(data, dict) or not _names_a_pruner(data.get("pruner")):
+            return data
+        train = data.get("train")
+        if isinstance(train, dict):
+            return {**data, "train": {**train, "eval_every_epoch": True}}
+        if isinstance(train, TrainConfig):
+            return {**data, "train": train.model_copy(update={"eval_every_epoch": True})}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
@@ -254,6 +258,11 @@ class StudySpec(BaseModel):
 
     def resolve_storage(self, override: str | None = None) -> str:
         return override or os.environ.get(STORAGE_ENV) or self.storage
+
+
+def _names_a_pruner(pruner: Any) -> bool:
+    name = pruner.get("name") if isinstance(pruner, dict) else getattr(pruner, "name", None)
+    return name is not None and name != "none"
 
 
 def parse_spec(data: Any, source: str = "spec") -> StudySpec:

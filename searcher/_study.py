@@ -27,6 +27,7 @@ from searcher._record import (
     PRUNED_REASON,
     ROLE,
     SEARCH,
+    SPEC_ATTR,
     VAL_ACCURACY,
     budget_fraction,
     config_attrs,
@@ -43,11 +44,11 @@ from searcher._storage import (
     mask_password,
     open_storage,
     running_trials_with_heartbeat,
+    search_study_name,
     set_user_attrs,
     study_names,
 )
 
-SPEC_ATTR = "dikd_spec"
 CREATED_ATTR = "dikd_created_at"
 
 
@@ -233,6 +234,7 @@ def load_study_spec(study: optuna.Study) -> StudySpec:
 def open_study(name: str, storage_url: str, *, heartbeat: bool = False, seed_id: str = "0"):
     """Load an existing dikd study by name with its spec; a clear error when there is none."""
     storage = open_storage(storage_url, heartbeat=heartbeat, create=False)
+    name = search_study_name(storage, name)  # a confirmation sibling stands for its study
     names = study_names(storage)
     if name not in names:
         known = ", ".join(names) or "none"

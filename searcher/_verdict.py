@@ -2,10 +2,9 @@
 
 For each fresh seed s, the candidate schedule and the plain model at a few budgets are trained
 with that seed (same initialisation, data order and augmentation) and scored on the test split.
-Per seed, the plain model's points form a budget curve C_s: accuracy against cost, piecewise
-linear, extended beyond its ends along its end segments. (Accuracy against budget is concave,
-and a chord extended past its ends lies above a concave curve, so the extension credits the
-plain model with more than it would reach: it can only hide a win, never invent one.)
+Per seed, the plain model's points form a budget curve C_s (`_curve.BudgetCurve`, the search's
+curve too): accuracy against cost, piecewise linear, read beyond its ends on the side least
+favourable to the schedule (its docstring says how).
 
 The test statistic of seed s is the candidate's accuracy minus that of the plain model given
 1 / (1 - min_saving) of the candidate's cost:
@@ -24,7 +23,6 @@ at level alpha / looks on each side. The false-win rate over all looks is at mos
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import functools
 import math
@@ -32,7 +30,7 @@ from collections.abc import Sequence
 
 from scipy import stats
 
-from searcher._analysis import monotone_points
+from searcher._curve import BudgetCurve
 
 WIN, LOSS, UNDECIDED = "win", "loss", "undecided"
 MIN_SEEDS = 3
@@ -79,34 +77,6 @@ def _t_quantile(p: float, df: int) -> float:
     return float(stats.t.ppf(p, df))
 
 
-class PlainCurve:
-    """One seed's plain-model points (cost, accuracy): made non-decreasing (more budget can
-    always stop where less did) and extended linearly past both ends."""
-
-    def __init__(self, points: Sequence[tuple[float, float]]) -> None:
-        costs, accuracies = monotone_points(list(points))
-        if len(costs) < 2:
-            raise ValueError("a plain-model curve needs at least two distinct costs")
-        self.costs, self.accuracies = costs, accuracies
-
-    def _segment(self, i: int) -> tuple[float, float, float, float]:
-        i = min(max(i, 1), len(self.costs) - 1)
-        return self.costs[i - 1], self.accuracies[i - 1], self.costs[i], self.accuracies[i]
-
-    def accuracy_at(self, cost: float) -> float:
-        c0, a0, c1, a1 = self._segment(bisect.bisect_left(self.costs, cost))
-        return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)
-
-    def cost_to_reach(self, accuracy: float) -> float | None:
-        """The cost at which the (extended) curve reaches `accuracy`; None where it never does
-        (a flat end segment)."""
-        i = bisect.bisect_left(self.accuracies, accuracy)
-        c0, a0, c1, a1 = self._segment(i)
-        if a1 == a0:
-            return c0 if accuracy == a0 else None
-        return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0)
-
-
 @dataclasses.dataclass(frozen=True)
 class SeedResult:
     """The paired numbers of one seed: the candidate's (cost, accuracy) and the plain model's
@@ -118,20 +88,29 @@ class SeedResult:
     plain: tuple[tuple[float, float], ...]
     full: tuple[float, float]
 
+    def curve(self) -> BudgetCurve:
+        curve = BudgetCurve.from_points(self.plain, self.full)
+        if len(curve.costs) < 2:
+            raise ValueError("a plain-model curve needs at least two distinct costs")
+        return curve
+
+    def _plain_accuracy_at(self, cost: float) -> float:
+        accuracy = self.curve().accuracy_at(cost)
+        assert accuracy is not None  # a curve of two costs or more reads everywhere
+        return accuracy
+
     def statistic(self, min_saving: float) -> float:
         """d_s in accuracy points: the candidate's accuracy minus the plain model's at
         1 / (1 - min_saving) of the candidate's cost."""
-        curve = PlainCurve(self.plain)
-        return 100 * (self.accuracy - curve.accuracy_at(self.cost / (1 - min_saving)))
+        return 100 * (self.accuracy - self._plain_accuracy_at(self.cost / (1 - min_saving)))
 
     def margin_pp(self) -> float:
         """Accuracy above the plain model at the same cost, in points."""
-        return 100 * (self.accuracy - PlainCurve(self.plain).accuracy_at(self.cost))
+        return 100 * (self.accuracy - self._plain_accuracy_at(self.cost))
 
     def effective_speedup(self) -> float | None:
         """Cost the plain model needs for the candidate's accuracy / the candidate's cost."""
-        needed = PlainCurve(self.plain).cost_to_reach(self.accuracy)
-        return needed / self.cost if needed is not None and needed > 0 < self.cost else None
+        return self.curve().effective_speedup(self.cost, self.accuracy)
 
 
 @dataclasses.dataclass(frozen=True)

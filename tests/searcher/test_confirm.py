@@ -20,6 +20,7 @@ from searcher._confirm import FIRST_SEED, choose_candidates, confirm, stored_set
 from searcher._record import (
     CANDIDATE,
     CONFIRM_RUN,
+    CONFIRM_STUDY_ATTR,
     TEST_ACCURACY,
     WORKER,
     is_confirm,
@@ -27,7 +28,7 @@ from searcher._record import (
     stored_verdicts,
 )
 from searcher._spec import STORAGE_ENV
-from searcher._storage import count_trials
+from searcher._storage import confirmation_runs, confirmation_study, count_trials
 from searcher._study import BUDGET_STATES, open_study
 from searcher._verdict import Settings
 
@@ -38,7 +39,7 @@ def null_study(confirmed_null_study) -> tuple[str, object]:
 
 
 def _confirm_runs(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False) if is_confirm(t)]
+    return confirmation_runs(study)
 
 
 def test_the_null_schedule_is_never_called_a_win(null_study) -> None:
@@ -67,6 +68,23 @@ def test_confirmation_runs_stay_out_of_the_search(null_study) -> None:
     assert not any(is_confirm(t) for t in front)
     keys = [t.user_attrs[CONFIRM_RUN] for t in runs]
     assert len(keys) == len(set(keys))  # each run trained once
+    # In a sibling study the search study names: the search study's trials are the search.
+    assert not any(is_confirm(t) for t in study.get_trials(deepcopy=False))
+    assert study.user_attrs[CONFIRM_STUDY_ATTR] == "null.confirm"
+    listed = CliRunner().invoke(cli, ["study", "list", "--storage", url])
+    assert "1 studies" in listed.output and "in 'null.confirm'" in listed.output, listed.output
+    # Every command treats the pair as one study.
+    sibling, _ = open_study("null.confirm", url)
+    assert sibling.study_name == "null"
+
+
+def test_a_study_confirmed_in_the_earlier_form_reads_its_runs_where_they_are(tmp_path) -> None:
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    attrs = {"role": "confirm", "confirm_run": "seed 1000: plain 1.0", "seed": 1000}
+    study.add_trial(optuna.trial.create_trial(values=[1.0, 0.5], user_attrs=attrs))
+    assert confirmation_study(study, create=True) is study  # nothing moved, nothing created
+    assert [t.user_attrs["confirm_run"] for t in confirmation_runs(study)] == [attrs["confirm_run"]]
+    assert CONFIRM_STUDY_ATTR not in study.user_attrs
 
 
 def test_study_show_prints_the_verdict_table(null_study) -> None:

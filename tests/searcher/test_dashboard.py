@@ -324,7 +324,10 @@ def test_browser_shows_the_verdict_note_and_figure(confirmed_null_study, monkeyp
     wait = 20_000
     with _served(url, folder) as base, sync_playwright() as p:
         with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as r:
-            [summary] = json.load(r)["study_summaries"]
+            listed = {s["study_name"]: s for s in json.load(r)["study_summaries"]}
+        # The confirmation runs: a sibling study, listed beside the search, one click away.
+        assert sorted(listed) == ["null", "null.confirm"]
+        summary = listed["null"]
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
@@ -346,14 +349,19 @@ def test_browser_shows_the_verdict_note_and_figure(confirmed_null_study, monkeyp
         finally:
             browser.close()
     study = optuna.load_study(study_name="null", storage=url)
+    runs = optuna.load_study(study_name="null.confirm", storage=url)
     from optuna_dashboard import get_note
 
+    assert "`null.confirm`" in get_note(study) and "`null`" in get_note(runs)
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         text = get_note(optuna.Trial(study, t._trial_id))
         role = t.user_attrs["role"]
+        assert role != "confirm"  # every figure the dashboard draws of the search: the search
         if role == "baseline":
             assert text.startswith("**Baseline**")
-        elif role == "confirm":
-            assert text.startswith("**Confirmation run**")
         else:  # a search trial: its speedups, computed when the note was written
             assert text.startswith("**Search trial**") and "effective speedup" in text
+    confirmation = runs.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert confirmation and all(t.user_attrs["role"] == "confirm" for t in confirmation)
+    for t in confirmation:
+        assert get_note(optuna.Trial(runs, t._trial_id)).startswith("**Confirmation run**")

@@ -16,9 +16,11 @@ from objectives._errors import ConfigError
 from searcher._analysis import PickError, pareto_front, pick
 from searcher._cli import cli
 from searcher._confirm import choose_candidates
+from searcher._format import show_study
 from searcher._record import PARTIAL, PRUNED_REASON, is_baseline
 from searcher._report import build_report
 from searcher._spec import parse_spec
+from searcher._study import create_or_resume
 from searcher._verdict import Settings
 
 SPEC = {
@@ -99,7 +101,19 @@ def test_show_and_report_mark_the_stopped_trials(study) -> None:
     assert 'id="learning-curves"' in page and "stopped early" in page
 
 
-def test_a_pruner_without_accuracy_every_epoch_is_refused() -> None:
+def test_a_pruner_implies_accuracy_every_epoch_and_study_show_says_so(tmp_path) -> None:
     train = {**SPEC["train"], "eval_every_epoch": False}
-    with pytest.raises(ConfigError, match="field 'pruner': .*set train.eval_every_epoch: true"):
-        parse_spec({**SPEC, "train": train})
+    spec = parse_spec({**SPEC, "train": train})
+    assert spec.train.eval_every_epoch  # the study scores every epoch: the pruner needs it
+    assert spec.stored_form() == parse_spec(SPEC).stored_form()
+    no_pruner = parse_spec({**SPEC, "train": train, "pruner": {"name": "none"}})
+    assert not no_pruner.train.eval_every_epoch
+    # A study stored from such a spec resumes from the same spec file (stored-spec comparison).
+    url = f"sqlite:///{tmp_path / 'implied.db'}"
+    create_or_resume(spec, url)
+    study = create_or_resume(parse_spec({**SPEC, "train": train}), url)
+    assert "early stopping: mo-asha pruner; validation scored after every epoch" in show_study(
+        study, "train_flops"
+    )
+    other = create_or_resume(parse_spec({**no_pruner.stored_form(), "name": "plain"}), url)
+    assert "early stopping" not in show_study(other, "train_flops")

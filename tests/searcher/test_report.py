@@ -16,9 +16,12 @@ from tiny import stand_in_result, tiny_spec
 
 from objectives import TrainConfig, TrainResult
 from searcher import _study
+from searcher._confirm import Candidate, store_verdict
 from searcher._figures import hypervolume_2d
+from searcher._pruning_view import learning_curves_figure
 from searcher._report import build_report, write_report
 from searcher._spec import StudySpec, parse_spec
+from searcher._verdict import SeedResult, Settings, summarise
 
 SPEC = tiny_spec("report", sampler={"name": "random", "seed": 3}, n_trials=10)
 TITLES = [
@@ -154,3 +157,38 @@ def test_report_hover_names_the_schedule(report):
     # Plotly escapes the hover's tags inside its JSON, so look for the plain parts.
     assert "deterministic f=0.25 x2 pooled bn=freeze, 2 ep" in page
     assert "effective speedup: 1.04x" in page
+
+
+def _with_partial(number: int, scores: list[float | None]) -> optuna.trial.FrozenTrial:
+    points = [{"epoch": e + 1, "cost": e + 1.0, "val_accuracy": a} for e, a in enumerate(scores)]
+    trial = optuna.trial.create_trial(
+        values=[float(len(scores)), scores[-1]],
+        user_attrs={"role": "search", "partial": {"planned_epochs": 3, "points": points}},
+    )
+    trial.number = number
+    return trial
+
+
+def test_learning_curves_are_left_out_without_per_epoch_scores() -> None:
+    # eval_every_epoch: false scores each trial once, after its last epoch: one dot per trial
+    last_only = [_with_partial(n, [None, None, 0.7 + n / 100]) for n in range(3)]
+    assert learning_curves_figure(last_only, "time (s)") is None
+    per_epoch = [*last_only, _with_partial(3, [0.5, 0.6, 0.72])]
+    figure = learning_curves_figure(per_epoch, "time (s)")
+    assert figure is not None and len(figure.data) == 4
+
+
+def test_the_confirmation_table_is_an_html_table_that_wraps(folder) -> None:
+    study, spec = make_study(folder, "confirmed", run=8)
+    candidate = next(t for t in study.trials if t.user_attrs.get("role") == "search" and t.values)
+    plain = ((0.5, 0.74), (0.75, 0.78), (1.0, 0.80))
+    results = [SeedResult(s, 0.7, 0.80 + 0.003 * (s % 3), plain, plain[-1]) for s in range(3)]
+    settings = Settings()
+    store_verdict(study, [Candidate(candidate, (0.5, 0.75, 1.0))],
+                  {candidate.number: summarise(results, settings)}, settings)  # fmt: skip
+    page = build_report(study, spec)
+    table = page[page.index('<table class="verdicts">') :]
+    table = table[: table.index("</table>")]
+    assert "<th>effective [95%]</th>" in table and "win at 3 seeds" in table
+    assert "<pre>confirmation" not in page  # no fixed-width block to run off the page
+    assert "table.verdicts td { overflow-wrap: anywhere; }" in page
