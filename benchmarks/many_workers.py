@@ -1,11 +1,12 @@
 """Many local workers on one SQLite study: they spend exactly the budget, and nothing breaks.
 
 24 worker processes (default) join one study on one SQLite file through dikd's own worker
-(`run_worker`, what `dikd worker` runs), with training stood in by a fake that sleeps 0.2 s and
-returns a valid result. Checked at the end:
+(`run_worker`, what `dikd worker` runs), with training stood in the way a user's own loop takes
+part (`train.loop`, `stand_in_loop` below): it sleeps 0.2 s a run and reports. Checked at the end:
 
 - the study holds exactly `n_trials` COMPLETE trials (the budget), none left RUNNING;
-- no trial was run twice (each objective call logs its trial number);
+- no trial was run twice (each run logs what it trains: a schedule, with its sampled frequency,
+  or the plain model at a number of epochs, which no two trials of the study share);
 - no worker printed "database is locked" and every worker exited 0.
 
     python benchmarks/many_workers.py [--workers 24] [--n-trials 240] [--train-s 0.2]
@@ -27,43 +28,43 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # tiny.py: the stand-in training result
 
 SPEC = {
     "name": "many-workers",
-    "train": {"model": "resnet20", "data": "fashion-mnist", "epochs": 2, "image_size": 16},
+    # The stand-in loop below, imported by every worker as a user's loop is (this script's
+    # folder is on sys.path, and its module is allowed).
+    "train": {"loop": "many_workers:stand_in_loop", "epochs": 2},
     "baseline": {"fractions": [0.5, 1.0]},
     "sampler": {"name": "random", "seed": 0},
 }
 
 
-def _worker(index: int, url: str, log_dir: Path, train_s: float) -> None:
-    """One worker process: dikd's `run_worker` with training stood in; exits with its code."""
-    import optuna
-    from tiny import stand_in_result
+def stand_in_loop(ctx) -> None:
+    """A training stood in: one step a run, a sleep, a report; logs what it trained."""
+    import torch
+    from torch import nn
 
-    from searcher import _study, _worker
+    with open(Path(ctx.params["log_dir"]) / f"{os.getpid()}.runs", "a") as log:
+        log.write(f"{ctx.epochs_total} {ctx.schedule!r}\n")
+    model, x = nn.Identity(), torch.zeros(1, 1, 1, 1)
+    for _epoch in ctx.epochs(1):
+        with ctx.step(model, x):
+            time.sleep(ctx.params["sleep_s"] / ctx.epochs_total)
+        ctx.report(val_accuracy=0.8)
+
+
+def _worker(index: int, url: str, log_dir: Path) -> None:
+    """One worker process: dikd's `run_worker`; exits with its code."""
+    import optuna
+
+    from objectives import allow_imports
+    from searcher import run_worker
 
     stderr = os.open(log_dir / f"worker-{index}.err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(stderr, 2)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    calls = open(log_dir / f"worker-{index}.trials", "w")  # noqa: SIM115 (closed by exit)
-
-    def fake_train(config, on_epoch=None):
-        time.sleep(train_s)
-        return stand_in_result(config, cost=1.0 + index / 100, accuracy=0.8)
-
-    objective = _study._Objective.objective
-
-    def logged_objective(self, trial):
-        calls.write(f"{trial.number}\n")
-        calls.flush()
-        return objective(self, trial)
-
-    _study.train = fake_train
-    _study._Objective.objective = logged_objective
-    _worker.check_data = lambda train: None  # no data is read
-    code = _worker.run_worker(SPEC["name"], url, n_trials=None, worker_id=f"w{index}", quiet=True)
+    allow_imports(["many_workers"])
+    code = run_worker(SPEC["name"], url, n_trials=None, worker_id=f"w{index}", quiet=True)
     sys.stderr.flush()
     os._exit(code)
 
@@ -72,11 +73,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=24)
     parser.add_argument("--n-trials", type=int, default=240)
-    parser.add_argument("--train-s", type=float, default=0.2, help="the fake training's sleep")
+    parser.add_argument("--train-s", type=float, default=0.2, help="the stand-in's sleep")
     args = parser.parse_args()
 
     import optuna
 
+    from objectives import allow_imports
     from searcher import create_or_resume, open_study, parse_spec
     from searcher._storage import rdb_storage
 
@@ -85,7 +87,10 @@ def main() -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="dikd-many-workers-"))
     url = f"sqlite:///{folder / 'study.db'}"
-    spec = parse_spec({**SPEC, "storage": url, "n_trials": args.n_trials})
+    params = {"log_dir": str(folder), "sleep_s": args.train_s}
+    allow_imports(["many_workers"])  # this script's module: the stand-in loop
+    train = {**SPEC["train"], "params": params}
+    spec = parse_spec({**SPEC, "train": train, "storage": url, "n_trials": args.n_trials})
     study = create_or_resume(spec, url)
     rdb_storage(study).engine.dispose()  # the workers open their own connections
     del study
@@ -93,7 +98,7 @@ def main() -> int:
     # fork: the workers share the parent's imports (torch included) instead of each paying them.
     context = multiprocessing.get_context("fork")
     workers = [
-        context.Process(target=_worker, args=(i, url, folder, args.train_s))
+        context.Process(target=_worker, args=(i, url, folder))
         for i in range(args.workers)
     ]
     start = time.perf_counter()
@@ -106,24 +111,22 @@ def main() -> int:
     study, _ = open_study(SPEC["name"], url)
     states = collections.Counter(t.state.name for t in study.get_trials(deepcopy=False))
     over_budget = sum(bool(t.user_attrs.get("over_budget")) for t in study.get_trials())
-    runs = collections.Counter(
-        int(line)
-        for i in range(args.workers)
-        for line in (folder / f"worker-{i}.trials").read_text().split()
-    )
-    twice = sorted(n for n, count in runs.items() if count > 1)
+    logs = list(folder.glob("*.runs"))  # one per worker process: what each run trained
+    lines = [line for log in logs for line in log.read_text().splitlines()]
+    runs = collections.Counter(lines)
+    twice = sorted(line for line, count in runs.items() if count > 1)
     errors = "".join((folder / f"worker-{i}.err").read_text() for i in range(args.workers))
     locked = errors.count("database is locked")
     codes = [w.exitcode for w in workers]
-    per_worker = sorted(len((folder / f"worker-{i}.trials").read_text().split())
-                        for i in range(args.workers))  # fmt: skip
+    per_worker = sorted([len(log.read_text().splitlines()) for log in logs]
+                        + [0] * (args.workers - len(logs)))  # fmt: skip
     result = {
         "workers": args.workers,
         "n_trials": args.n_trials,
         "train_s": args.train_s,
         "states": dict(states),
         "over_budget_pruned": over_budget,
-        "objective_calls": sum(runs.values()),
+        "training_runs": sum(runs.values()),
         "trials_run_twice": twice,
         "database_is_locked": locked,
         "exit_codes": dict(collections.Counter(codes)),

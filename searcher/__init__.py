@@ -6,6 +6,7 @@ from searcher._export import export_document, write_export
 from searcher._spec import StudySpec, load_spec, parse_spec
 from searcher._storage import mask_password, open_storage
 from searcher._study import create_or_resume, open_study, run_trials
+from searcher._worker import run_worker
 
 __all__ = [
     "BudgetCurve",
@@ -22,5 +23,6 @@ __all__ = [
     "pareto_front",
     "pick",
     "run_trials",
+    "run_worker",
     "write_export",
 ]
