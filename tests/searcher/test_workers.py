@@ -23,7 +23,6 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 from postgres import started_for_tests, wait_for
-from tiny import TINY_TRAIN
 
 from searcher._cli import cli
 from searcher._spec import parse_spec
@@ -32,13 +31,19 @@ from searcher._study import create_or_resume
 
 PASSWORD = "dk-S3cret/pw@9x"  # '/' and '@' must be percent-encoded in the URL
 USER = "dikd_worker"
+# These tests check the service (budget, heartbeats, signals, a lost database), not training:
+# a trial is a user's loop that sleeps and reports (tests/user_code/loops.py `sleeper`), as
+# `dikd worker` imports it from an allowed module.
+USER_CODE = Path(__file__).resolve().parent.parent / "user_code"
 FAST_ENV = {
     "DIKD_HEARTBEAT_INTERVAL": "1",
     "DIKD_GRACE_PERIOD": "3",
     "OMP_NUM_THREADS": "1",  # many workers share two cores
     "PYTHONUNBUFFERED": "1",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(USER_CODE), os.environ.get("PYTHONPATH")])),
+    "DIKD_ALLOW_IMPORTS": "loops",
 }
-TRAIN = TINY_TRAIN
+TRAIN = {"loop": "loops:sleeper", "epochs": 2, "params": {"sleep_s": 0.05}}
 TINY = {
     "name": "tiny",
     "train": TRAIN,
@@ -46,8 +51,13 @@ TINY = {
     "space": {"frequency": {"low": 0.2, "high": 0.8}, "scale": {"choices": [2.0, 4.0]}},
     "n_trials": 6,
 }
-# Trials of a few seconds, long enough to be killed mid-way.
-SLOW = {**TINY, "train": {**TRAIN, "epochs": 6}, "baseline": {"fractions": [1.0]}, "n_trials": 3}
+# Trials of a few seconds (6 epochs of 2 steps of 0.3 s), long enough to be killed mid-way.
+SLOW = {
+    **TINY,
+    "train": {**TRAIN, "epochs": 6, "params": {"sleep_s": 0.3}},
+    "baseline": {"fractions": [1.0]},
+    "n_trials": 3,
+}
 DIKD = Path(sys.executable).with_name("dikd")
 _STUDY = "searcher._study"
 LOCK_ERRORS = ("database is locked", "Should not reach", "Traceback")
@@ -262,8 +272,8 @@ def test_sigterm_fails_the_running_trial_and_a_second_sigint_stops_at_once(
 
 
 def test_four_local_workers_share_one_sqlite_file_without_lock_errors(tmp_path):
-    """`study run --jobs` end to end with real (tiny) training; 24 workers with training stood
-    in are benchmarks/many_workers.py's (each process here costs seconds of imports)."""
+    """`study run --jobs` end to end (each trial the sleeping loop); 24 workers are
+    benchmarks/many_workers.py's (each process here costs seconds of imports)."""
     spec = {**TINY, "n_trials": 10, "storage": f"sqlite:///{tmp_path / 'many.db'}"}
     path = tmp_path / "many.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -275,7 +285,8 @@ def test_four_local_workers_share_one_sqlite_file_without_lock_errors(tmp_path):
         timeout=300,
         # The default heartbeat (10 s, grace 30 s): 1 s beats from 4 processes would queue on
         # SQLite's single write lock, and these two loaded cores, past a 3 s grace period.
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # The spec file allows its own loop's module; it must only be importable.
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": FAST_ENV["PYTHONPATH"]},
         cwd=tmp_path,
     )
     elapsed = time.monotonic() - started
