@@ -33,15 +33,17 @@ system-test-deps: data
 quickstart: setup data
 	$(DIKD) quickstart
 
+# One pytest-xdist worker per core, one thread each (tiny models: more threads only wait on each
+# other); a test file stays on one worker, so its module fixtures are made once.
 test: setup system-test-deps
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist loadfile
 
 # The suite under other CPU kernels, as other machines run it (not part of `make test`): torch's
 # scalar ATen kernels on one thread, then its AVX2 kernels (different from the default only on
 # an AVX-512 machine). tests/README.md says which variants ran and passed where.
 test-variants: setup system-test-deps
-	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(PY) -m pytest -q
-	ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest -q
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist loadfile
+	ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest -q -n auto --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .
