@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from objectives import ALLOW_IMPORTS_ENV, _imports
 from searcher._cli import cli
-from searcher._record import is_confirm
+from searcher._storage import confirmation_runs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme"
 TINY_PARAMS = {"batch_size": 64, "train_size": 256, "val_size": 200, "test_size": 200}
@@ -70,12 +70,12 @@ def test_the_example_searched_confirmed_exported_and_applied_again(acme, monkeyp
     refused = _dikd("confirm", "acme", "--storage", url, "--trial", str(candidate))
     assert refused.exit_code == 2
     assert f"set {ALLOW_IMPORTS_ENV}=acme (or pass --allow-imports acme)" in refused.output
-    assert not any(is_confirm(t) for t in study.get_trials(deepcopy=False))  # nothing trained
+    assert not confirmation_runs(study)  # nothing trained
 
     confirm = _dikd("confirm", "acme", "--storage", url, "--trial", str(candidate),
                     "--min-seeds", "2", "--max-seeds", "2", "--allow-imports", "acme")  # fmt: skip
     assert confirm.exit_code == 0, confirm.output
-    runs = [t for t in study.get_trials(deepcopy=False) if is_confirm(t)]
+    runs = confirmation_runs(study)
     assert runs and all(t.user_attrs["test_accuracy"] is not None for t in runs)
     assert {t.user_attrs["train_config"]["seed"] for t in runs} == {1000, 1001}
 
