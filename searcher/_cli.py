@@ -299,6 +299,7 @@ def export_command(name, rule, output, force, storage_url) -> None:
         f"{100 * m['val_accuracy']:.2f}% -> {path}"
     )
     click.echo(f"confirmation: {document['confirmation']['status']}")
+    click.echo(document["payback"]["text"])
 
 
 @cli.command("report")
@@ -371,6 +372,9 @@ def quickstart_command(spec, out, storage_url) -> None:
         click.echo(f"\nexported the confirmed winner -> {path}")
     except PickError as e:
         click.echo(f"\nverdict: {e}")
+    from searcher._payback import payback
+
+    click.echo(payback(study).text())
     click.echo(f"report -> {report}")
     click.echo(
         f"dashboard: .venv/bin/dikd dashboard --storage {mask_password(url)}  "

@@ -66,3 +66,6 @@ def confirm_with_progress(study, spec, numbers, top, settings):
         bar.close()
         publish(study, spec)
     click.echo(show_verdicts(study))
+    from searcher._payback import payback
+
+    click.echo(payback(study).text())

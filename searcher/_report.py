@@ -25,6 +25,7 @@ from searcher._figures import (
     _pareto_figure,
 )
 from searcher._format import describe_schedule, show_verdicts, table, trial_rows
+from searcher._payback import payback
 from searcher._pruning_view import learning_curves_figure
 from searcher._record import device_of, fail_reason, is_baseline, schedule_of, searched
 from searcher._spec import StudySpec
@@ -171,6 +172,8 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
 
 def _verdict_html(study: optuna.Study) -> str:
     text = show_verdicts(study)
+    if text is not None:
+        text += "\n" + payback(study).text()
     if text is None:
         return _note(
             "Not confirmed yet",

@@ -16,7 +16,7 @@ from tiny import NULL_TRIAL, run_null_study
 
 from searcher._analysis import pareto_front
 from searcher._cli import cli
-from searcher._confirm import FIRST_SEED, choose_candidates, confirm, stored_settings
+from searcher._confirm import choose_candidates, confirm, first_seed, stored_settings
 from searcher._record import (
     CANDIDATE,
     CONFIRM_RUN,
@@ -47,7 +47,7 @@ def test_the_null_schedule_is_never_called_a_win(null_study) -> None:
     verdict = stored_verdicts(study)[NULL_TRIAL]
     assert verdict["verdict"] != "win"
     assert verdict["final"]
-    assert len(verdict["seeds"]) >= 3 and verdict["seeds"][0] == FIRST_SEED
+    assert len(verdict["seeds"]) >= 3 and verdict["seeds"][0] == first_seed(study) >= 10_000
     # Paired seeds: the null schedule computes exactly what the full-budget plain model does.
     for row in verdict["per_seed"]:
         assert row["test_accuracy"] == pytest.approx(row["full_test_accuracy"], abs=1e-9)
@@ -102,8 +102,9 @@ def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_s
     confirmation = document["confirmation"]
     assert confirmation["split"] == "test"
     assert {"low", "high", "mean"} <= set(confirmation["margin_pp"])
-    assert confirmation["per_seed"][0]["seed"] == FIRST_SEED
-    assert document["train"]["seed"] == FIRST_SEED and document["train"]["test"] is True
+    first = confirmation["per_seed"][0]["seed"]
+    assert first == confirmation["first_seed"] == first_seed(open_study("null", url)[0])
+    assert document["train"]["seed"] == first and document["train"]["test"] is True
 
     retrain = runner.invoke(cli, ["train", "--config", str(out)])
     assert retrain.exit_code == 0, retrain.output
@@ -113,7 +114,7 @@ def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_s
 
 def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path) -> None:
     study, spec = open_study("null", run_null_study(tmp_path), heartbeat=True)
-    settings = stored_settings(study, Settings(min_seeds=3, max_seeds=3))
+    settings = stored_settings(study, Settings(min_seeds=3, max_seeds=3, plain_runs="budgets"))
     candidates = choose_candidates(study, spec, settings, 1, [NULL_TRIAL])
     runs_started = {"count": 0}
 
