@@ -2,12 +2,14 @@
 
 from searcher._analysis import BudgetCurve, PickError, derived_metrics, pareto_front, pick
 from searcher._export import export_document, write_export
+from searcher._payback import Payback, payback
 from searcher._spec import StudySpec, load_spec, parse_spec
 from searcher._storage import mask_password, open_storage
 from searcher._study import create_or_resume, open_study, run_trials
 
 __all__ = [
     "BudgetCurve",
+    "Payback",
     "PickError",
     "StudySpec",
     "create_or_resume",
@@ -19,6 +21,7 @@ __all__ = [
     "open_study",
     "parse_spec",
     "pareto_front",
+    "payback",
     "pick",
     "run_trials",
     "write_export",
