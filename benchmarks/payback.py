@@ -31,13 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from objectives import TrainConfig, train  # noqa: E402
-from searcher._analysis import BudgetCurve, baselines, derived_metrics  # noqa: E402
+from searcher._analysis import baselines, derived_metrics  # noqa: E402
 from searcher._confirm import (  # noqa: E402
     choose_candidates,
     completed_runs,
     confirm,
     stored_settings,
 )
+from searcher._curve import BudgetCurve  # noqa: E402
 from searcher._payback import payback  # noqa: E402
 from searcher._record import (  # noqa: E402
     budget_fraction,

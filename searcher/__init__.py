@@ -1,6 +1,7 @@
 """dikd's search service: Optuna multi-objective studies over downsampling schedules."""
 
-from searcher._analysis import BudgetCurve, PickError, derived_metrics, pareto_front, pick
+from searcher._analysis import PickError, derived_metrics, pareto_front, pick
+from searcher._curve import BudgetCurve
 from searcher._export import export_document, write_export
 from searcher._payback import Payback, payback
 from searcher._spec import StudySpec, load_spec, parse_spec

@@ -1,4 +1,5 @@
-"""What a study's trials mean: the baseline budget curve, speedups, the front and the picks.
+"""What a study's trials mean against the baseline budget curve (`_curve.py`): speedups, the
+front and the picks.
 
 Every number here is derived from the stored trials at read time, so it is the same whichever
 worker computes it and however many baselines have finished.
@@ -6,93 +7,14 @@ worker computes it and however many baselines have finished.
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
 import math
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._record import budget_fraction, device_of, epochs_of, is_baseline, searched
-
-
-def monotone_points(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
-    """(cost, accuracy) points as costs and accuracies sorted by cost, one point per cost (the
-    best of a tie) and accuracy made non-decreasing: more budget can always stop where less
-    did, so the plain model's best within a cost is what it must be compared with."""
-    costs: list[float] = []
-    accuracies: list[float] = []
-    best = -math.inf
-    for cost, accuracy in sorted(points):
-        best = max(best, accuracy)
-        if costs and cost == costs[-1]:
-            accuracies[-1] = best
-        else:
-            costs.append(cost)
-            accuracies.append(best)
-    return costs, accuracies
-
-
-@dataclasses.dataclass(frozen=True)
-class BudgetCurve:
-    """The plain model's best accuracy reachable within a cost: (cost, accuracy) points sorted
-    by cost, accuracy made non-decreasing (more budget can always stop where less did)."""
-
-    costs: tuple[float, ...]
-    accuracies: tuple[float, ...]
-    full_cost: float  # the full-budget baseline
-    full_accuracy: float
-
-    @classmethod
-    def from_points(
-        cls, points: list[tuple[float, float]], full: tuple[float, float]
-    ) -> BudgetCurve:
-        """`points`: (cost, accuracy) of the plain model at several budgets; `full`: the one
-        at the whole budget."""
-        costs, accuracies = monotone_points(points)
-        return cls(tuple(costs), tuple(accuracies), full[0], full[1])
-
-    @classmethod
-    def from_trials(cls, baseline_trials: list[FrozenTrial]) -> BudgetCurve | None:
-        done = [t for t in baseline_trials if t.state == TrialState.COMPLETE]
-        full = [t for t in done if budget_fraction(t) == 1.0]
-        if not done or not full:
-            return None
-        return cls.from_points([(t.values[0], t.values[1]) for t in done], tuple(full[0].values))
-
-    def accuracy_at(self, cost: float) -> float | None:
-        """The plain model's accuracy at `cost`, interpolated; None outside the curve."""
-        if not self.costs[0] <= cost <= self.costs[-1]:
-            return None
-        i = bisect.bisect_left(self.costs, cost)
-        if self.costs[i] == cost:
-            return self.accuracies[i]
-        c0, c1 = self.costs[i - 1], self.costs[i]
-        a0, a1 = self.accuracies[i - 1], self.accuracies[i]
-        return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)
-
-    def cost_to_reach(self, accuracy: float) -> float | None:
-        """Interpolated cost at which the curve reaches `accuracy`; None outside its range (below
-        its cheapest point or above its best, where the curve says nothing)."""
-        if accuracy < self.accuracies[0] or accuracy > self.accuracies[-1]:
-            return None
-        i = bisect.bisect_left(self.accuracies, accuracy)
-        if self.accuracies[i] == accuracy or i == 0:
-            return self.costs[i]
-        a0, a1 = self.accuracies[i - 1], self.accuracies[i]
-        c0, c1 = self.costs[i - 1], self.costs[i]
-        return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0)
-
-    def effective_speedup(self, cost: float, accuracy: float) -> float | None:
-        """Cost the plain model needs for `accuracy` / `cost`. Above 1: the schedule beats
-        training less. A trial more accurate than every baseline but cheaper than the full one
-        gets the full one's cost as a lower bound."""
-        needed = self.cost_to_reach(accuracy)
-        if needed is None and accuracy > self.accuracies[-1] and cost < self.costs[-1]:
-            needed = self.costs[-1]
-        return needed / cost if needed is not None and cost > 0 else None
-
+from searcher._curve import BudgetCurve
+from searcher._record import device_of, epochs_of, is_baseline, searched
 
 DERIVED = ("speedup", "accuracy_change_pp", "effective_speedup", "beats_curve")
 

@@ -2,10 +2,9 @@
 
 For each fresh seed s, the candidate schedule and the plain model at a few budgets are trained
 with that seed (same initialisation, data order and augmentation) and scored on the test split.
-Per seed, the plain model's points form a budget curve C_s: accuracy against cost, piecewise
-linear, extended beyond its ends along its end segments. (Accuracy against budget is concave,
-and a chord extended past its ends lies above a concave curve, so the extension credits the
-plain model with more than it would reach: it can only hide a win, never invent one.)
+Per seed, the plain model's points form a budget curve C_s (`_curve.BudgetCurve`, the search's
+curve too): accuracy against cost, piecewise linear, read beyond its ends on the side least
+favourable to the schedule (its docstring says how).
 
 The test statistic of seed s is the candidate's accuracy minus that of the plain model given
 1 / (1 - min_saving) of the candidate's cost:
@@ -31,7 +30,6 @@ never declares anything can only lower the false-win rate.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import functools
 import math
@@ -39,7 +37,7 @@ from collections.abc import Sequence
 
 from scipy import stats
 
-from searcher._analysis import monotone_points
+from searcher._curve import BudgetCurve
 
 WIN, LOSS, UNDECIDED = "win", "loss", "undecided"
 MIN_SEEDS = 3
@@ -95,38 +93,12 @@ def _t_quantile(p: float, df: int) -> float:
     return float(stats.t.ppf(p, df))
 
 
-class PlainCurve:
-    """One seed's plain-model points (cost, accuracy): made non-decreasing (more budget can
-    always stop where less did) and extended linearly past both ends."""
-
-    def __init__(self, points: Sequence[tuple[float, float]]) -> None:
-        costs, accuracies = monotone_points(list(points))
-        if len(costs) < 2:
-            raise ValueError("a plain-model curve needs at least two distinct costs")
-        self.costs, self.accuracies = costs, accuracies
-
-    def _segment(self, i: int) -> tuple[float, float, float, float]:
-        i = min(max(i, 1), len(self.costs) - 1)
-        return self.costs[i - 1], self.accuracies[i - 1], self.costs[i], self.accuracies[i]
-
-    def accuracy_at(self, cost: float) -> float:
-        c0, a0, c1, a1 = self._segment(bisect.bisect_left(self.costs, cost))
-        return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)
-
-    def cost_to_reach(self, accuracy: float) -> float | None:
-        """The cost at which the (extended) curve reaches `accuracy`; None where it never does
-        (a flat end segment)."""
-        i = bisect.bisect_left(self.accuracies, accuracy)
-        c0, a0, c1, a1 = self._segment(i)
-        if a1 == a0:
-            return c0 if accuracy == a0 else None
-        return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0)
-
-
 class OnePointCurve:
     """The plain model known at one point (cost, accuracy), read so that it can only hide a
     win: at or below its cost it reaches the point's accuracy (monotone); beyond it, the chord
-    from (0, 0) through the point, extended (above a concave curve that starts at or above 0)."""
+    from (0, 0) through the point, extended (above a concave curve that starts at or above 0).
+    The cost to reach an accuracy follows BudgetCurve's rule with (0, 0) as a first point: the
+    point's cost above its accuracy (a lower bound), the chord from (0, 0) below it."""
 
     def __init__(self, point: tuple[float, float]) -> None:
         self.cost, self.accuracy = point
@@ -137,13 +109,13 @@ class OnePointCurve:
         return self.accuracy if cost <= self.cost else self.accuracy * cost / self.cost
 
     def cost_to_reach(self, accuracy: float) -> float | None:
-        """On the chord from (0, 0): a lower bound of the cost beyond the point, an estimate
-        below it (as interpolating between measured budgets is)."""
-        return self.cost * accuracy / self.accuracy if self.accuracy > 0 else None
+        if self.accuracy <= 0:
+            return None
+        return self.cost * min(1.0, max(0.0, accuracy) / self.accuracy)
 
-
-def plain_curve(points: Sequence[tuple[float, float]]) -> PlainCurve | OnePointCurve:
-    return OnePointCurve(points[0]) if len(points) == 1 else PlainCurve(points)
+    def effective_speedup(self, cost: float, accuracy: float) -> float | None:
+        needed = self.cost_to_reach(accuracy)
+        return needed / cost if needed is not None and needed > 0 and cost > 0 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,20 +130,32 @@ class SeedResult:
     plain: tuple[tuple[float, float], ...]
     full: tuple[float, float | None]
 
+    def curve(self) -> BudgetCurve | OnePointCurve:
+        """The seed's plain model: a budget curve, or one read-point run (OnePointCurve)."""
+        if len(self.plain) == 1:
+            return OnePointCurve(self.plain[0])
+        curve = BudgetCurve.from_points(self.plain, self.full)
+        if len(curve.costs) < 2:
+            raise ValueError("a plain-model curve needs at least two distinct costs")
+        return curve
+
+    def _plain_accuracy_at(self, cost: float) -> float:
+        accuracy = self.curve().accuracy_at(cost)
+        assert accuracy is not None  # a curve of two costs or more reads everywhere
+        return accuracy
+
     def statistic(self, min_saving: float) -> float:
         """d_s in accuracy points: the candidate's accuracy minus the plain model's at
         1 / (1 - min_saving) of the candidate's cost."""
-        curve = plain_curve(self.plain)
-        return 100 * (self.accuracy - curve.accuracy_at(self.cost / (1 - min_saving)))
+        return 100 * (self.accuracy - self._plain_accuracy_at(self.cost / (1 - min_saving)))
 
     def margin_pp(self) -> float:
         """Accuracy above the plain model at the same cost, in points."""
-        return 100 * (self.accuracy - plain_curve(self.plain).accuracy_at(self.cost))
+        return 100 * (self.accuracy - self._plain_accuracy_at(self.cost))
 
     def effective_speedup(self) -> float | None:
         """Cost the plain model needs for the candidate's accuracy / the candidate's cost."""
-        needed = plain_curve(self.plain).cost_to_reach(self.accuracy)
-        return needed / self.cost if needed is not None and needed > 0 < self.cost else None
+        return self.curve().effective_speedup(self.cost, self.accuracy)
 
 
 @dataclasses.dataclass(frozen=True)

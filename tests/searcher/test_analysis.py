@@ -33,12 +33,13 @@ def make_study(*trials: optuna.trial.FrozenTrial) -> optuna.Study:
     return study
 
 
-def test_budget_curve_interpolates_and_stays_silent_outside():
+def test_budget_curve_of_the_baseline_trials():
     study = make_study()
     curve = BudgetCurve.from_trials(study.trials)
     assert curve.cost_to_reach(0.75) == pytest.approx(15.0)
     assert curve.cost_to_reach(0.825) == pytest.approx(30.0)
-    assert curve.cost_to_reach(0.60) is None  # below the cheapest baseline: unknown
+    assert curve.cost_to_reach(0.65) == pytest.approx(5.0)  # the first segment, extended
+    assert curve.cost_to_reach(0.90) == 40.0  # above the best: the full cost, a lower bound
     assert curve.accuracy_at(30.0) == pytest.approx(0.825)
     assert (curve.full_cost, curve.full_accuracy) == (40.0, 0.85)
 
@@ -108,8 +109,9 @@ def test_curve_keeps_the_better_of_two_baselines_at_one_cost_and_is_monotone() -
     assert curve.accuracy_at(10.0) == 0.74
     assert curve.accuracies == (0.74, 0.74, 0.80)  # the dip at 20 is not the plain model's best
     assert curve.accuracy_at(25.0) == pytest.approx(0.77)
-    assert curve.accuracy_at(9.99) is None and curve.accuracy_at(30.01) is None
-    assert curve.cost_to_reach(0.60) is None and curve.cost_to_reach(0.81) is None
+    assert curve.accuracy_at(9.99) == 0.74  # the flat first segment, extended
+    assert curve.accuracy_at(40.0) == pytest.approx(0.86)  # the last segment, extended
+    assert curve.cost_to_reach(0.60) == 0.0 and curve.cost_to_reach(0.81) == 30.0
 
 
 # --- the curve's edges, ties, devices and picks (mutation testing's findings) ------------------
@@ -121,7 +123,7 @@ def test_accuracy_at_and_cost_to_reach_are_exact_on_the_curve_and_its_ends() -> 
     assert curve.accuracy_at(20.0) == 0.80
     assert curve.cost_to_reach(0.70) == 10.0 and curve.cost_to_reach(0.85) == 40.0
     assert curve.cost_to_reach(0.80) == 20.0
-    assert curve.cost_to_reach(0.851) is None
+    assert curve.cost_to_reach(0.851) == 40.0
 
 
 def test_a_flat_stretch_is_reached_at_its_cheapest_cost() -> None:
@@ -133,11 +135,14 @@ def test_a_flat_stretch_is_reached_at_its_cheapest_cost() -> None:
 def test_effective_speedup_at_the_edges_of_the_curve() -> None:
     curve = BudgetCurve.from_points([(p[0], p[1]) for p in CURVE], (40.0, 0.85))
     assert curve.effective_speedup(40.0, 0.85) == 1.0  # the full baseline itself
-    assert curve.effective_speedup(40.0, 0.90) is None  # not cheaper than the full one
-    assert curve.effective_speedup(50.0, 0.90) is None
-    assert curve.effective_speedup(39.0, 0.90) == pytest.approx(40.0 / 39.0)  # a lower bound
+    # above the best baseline: the full cost is all the points show it needs, a lower bound
+    assert curve.effective_speedup(40.0, 0.90) == 1.0
+    assert curve.effective_speedup(50.0, 0.90) == pytest.approx(0.8)
+    assert curve.effective_speedup(39.0, 0.90) == pytest.approx(40.0 / 39.0)
     assert curve.effective_speedup(0.0, 0.80) is None  # a free trial has no ratio
-    assert curve.effective_speedup(5.0, 0.60) is None  # below the cheapest baseline
+    # below the cheapest baseline: its segment extended, down to cost 0 and no speedup
+    assert curve.effective_speedup(4.0, 0.65) == pytest.approx(5.0 / 4.0)
+    assert curve.effective_speedup(5.0, 0.55) is None
 
 
 def test_a_trial_exactly_on_the_curve_does_not_beat_it() -> None:

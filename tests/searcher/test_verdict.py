@@ -12,7 +12,6 @@ from searcher._verdict import (
     UNDECIDED,
     WIN,
     OnePointCurve,
-    PlainCurve,
     SeedResult,
     Settings,
     is_final,
@@ -70,23 +69,6 @@ def test_undecided_says_roughly_how_many_more_seeds() -> None:
     assert result.verdict == UNDECIDED
     assert result.more_seeds is not None and result.more_seeds > 0
     assert look([0.0, 0.0, 0.0], SETTINGS).more_seeds is None  # no effect: never decides
-
-
-def test_curve_interpolates_and_extends_along_its_end_segments() -> None:
-    curve = PlainCurve([(10, 0.70), (20, 0.80), (40, 0.85)])
-    assert curve.accuracy_at(15) == pytest.approx(0.75)
-    assert curve.accuracy_at(5) == pytest.approx(0.65)  # first segment, extended
-    assert curve.accuracy_at(50) == pytest.approx(0.875)  # last segment, extended
-    assert curve.cost_to_reach(0.825) == pytest.approx(30)
-    assert curve.cost_to_reach(0.875) == pytest.approx(50)
-
-
-def test_curve_is_made_non_decreasing_and_keeps_the_better_of_a_tie() -> None:
-    curve = PlainCurve([(10, 0.70), (10, 0.74), (20, 0.72), (30, 0.80)])
-    assert curve.accuracies == [0.74, 0.74, 0.80]
-    assert curve.cost_to_reach(0.90) == pytest.approx(30 + 10 * 0.10 / 0.06)
-    flat = PlainCurve([(10, 0.70), (20, 0.70)])
-    assert flat.cost_to_reach(0.75) is None
 
 
 def _identical_to_plain(seed: int, time_noise: float, rng: random.Random) -> SeedResult:
