@@ -3,7 +3,12 @@ answer cost, payback and verdict side by side (issue 18, docs/payback.md).
 
     python benchmarks/payback.py --seeds 0 1 --out benchmarks/results/payback
     python benchmarks/payback.py --seeds 0 --small     # a few minutes: the script works
+    python benchmarks/payback.py --seeds 0 --ways old  # one way (several processes may share DIR)
+    python benchmarks/payback.py --seeds 0 --fidelity  # the rank check, once both ways are done
     python benchmarks/payback.py --combine --out DIR   # the table and last line of DIR's seeds
+
+`--objective flops` counts cost in FLOPs instead of the quickstart's wall time: deterministic,
+so other work on a shared machine moves neither the answer cost nor the verdict.
 
 The old way is reproduced by settings, not old code: the quickstart spec as it was (the search
 at full fidelity, the plain model at 1, 2, 3 and 4 epochs, 8 sampled schedules) and the
@@ -71,9 +76,10 @@ SMALL_TRAIN = {"subset": 1200, "val_size": 1000, "image_size": 16, "epochs": 2}
 SMALL_FIDELITY = {"subset": 400}
 
 
-def spec_for(way: str, seed: int, storage: str, small: bool) -> dict:
+def spec_for(way: str, seed: int, storage: str, small: bool, objective: str) -> dict:
     spec = dict(OLD_SPEC if way == "old" else NEW_SPEC)
     spec.update(name=f"{way}-seed{seed}", storage=storage, sampler={"name": "tpe", "seed": seed})
+    spec["objective"] = objective
     if small:
         spec["train"] = {**spec["train"], **SMALL_TRAIN}
         if "search_fidelity" in spec:
@@ -81,9 +87,9 @@ def spec_for(way: str, seed: int, storage: str, small: bool) -> dict:
     return spec
 
 
-def run_way(way: str, seed: int, out: Path, small: bool) -> dict:
+def run_way(way: str, seed: int, out: Path, small: bool, objective: str) -> dict:
     storage = f"sqlite:///{out / f'payback-{way}-seed{seed}.db'}"
-    spec = parse_spec(spec_for(way, seed, storage, small))
+    spec = parse_spec(spec_for(way, seed, storage, small, objective))
     start = time.perf_counter()
     study = create_or_resume(spec, storage)
     run_trials(study, spec)
@@ -95,9 +101,10 @@ def run_way(way: str, seed: int, out: Path, small: bool) -> dict:
     result = payback(study)
     verdict = stored_verdicts(study)[candidates[0].number]
     trials = study.get_trials(deepcopy=False)
-    train_s = sum(t.values[0] for t in trials if t.values is not None)
+    train_s = sum(t.user_attrs.get("train_time_s") or 0.0 for t in trials)
     return {
         "way": way,
+        "objective": objective,
         "study": study.study_name,
         "storage": storage,
         "pick": candidates[0].number,
@@ -114,7 +121,7 @@ def run_way(way: str, seed: int, out: Path, small: bool) -> dict:
     }
 
 
-def fidelity_check(old_db: str, new_db: str, seed: int, small: bool) -> dict:
+def fidelity_check(old_db: str, new_db: str, seed: int, small: bool, objective: str) -> dict:
     """The old way's schedules (full fidelity, seed 0) re-trained at the new way's search
     fidelity, read against the new way's low-fidelity baselines: Spearman of the ranks."""
     import optuna
@@ -130,13 +137,14 @@ def fidelity_check(old_db: str, new_db: str, seed: int, small: bool) -> dict:
             continue
         config = TrainConfig.from_dict({**stored_config(t), **fidelity})
         low = train(config)
+        cost = low.flops if objective == "flops" else low.train_time_s
         rows.append(
             {
                 "trial": t.number,
                 "full": {"cost": t.values[0], "accuracy": t.values[1],
                          "effective": derived_metrics(t, old_trials)["effective_speedup"]},
-                "low": {"cost": low.train_time_s, "accuracy": low.val_accuracy,
-                        "effective": curve.effective_speedup(low.train_time_s, low.val_accuracy)},
+                "low": {"cost": cost, "accuracy": low.val_accuracy,
+                        "effective": curve.effective_speedup(cost, low.val_accuracy)},
             }
         )  # fmt: skip
 
@@ -186,27 +194,37 @@ def machine() -> dict:
     }
 
 
-def run_seed(seed: int, out: Path, small: bool, ways: list[str]) -> dict:
-    path = out / f"payback-seed{seed}.json"
-    record = json.loads(path.read_text()) if path.exists() else {"seed": seed}
-    record.update(machine=machine(), small=small, date=time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                       time.gmtime()))  # fmt: skip
+def _write(path: Path, record: dict) -> None:
+    path.write_text(json.dumps(record, indent=1))
+
+
+def run_seed(seed: int, out: Path, small: bool, ways: list[str], objective: str) -> None:
     for way in ways:
-        if way in record:
+        path = out / f"payback-seed{seed}-{way}.json"
+        if path.exists():
             continue  # done in an earlier call
         print(f"seed {seed}: the {way} way ...", flush=True)
-        record[way] = run_way(way, seed, out, small)
-        print(f"  {record[way]['payback']['text']}; verdict {record[way]['verdict']}; "
-              f"{record[way]['wall_s']:.0f} s", flush=True)  # fmt: skip
-        path.write_text(json.dumps(record, indent=1))
-    if "old" in record and "new" in record and "fidelity" not in record:
-        print(f"seed {seed}: fidelity check ...", flush=True)
-        record["fidelity"] = fidelity_check(
-            record["old"]["storage"], record["new"]["storage"], seed, small
-        )
-        record["unit_check_old"] = unit_check(record["old"]["storage"], f"old-seed{seed}")
-        path.write_text(json.dumps(record, indent=1))
-    return record
+        record = run_way(way, seed, out, small, objective)
+        record.update(seed=seed, small=small, machine=machine(),
+                      date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))  # fmt: skip
+        _write(path, record)
+        print(f"  {record['payback']['text']}; verdict {record['verdict']}; "
+              f"{record['wall_s']:.0f} s", flush=True)  # fmt: skip
+
+
+def run_fidelity(seed: int, out: Path, small: bool) -> None:
+    path = out / f"payback-seed{seed}-fidelity.json"
+    ways = {w: out / f"payback-seed{seed}-{w}.json" for w in ("old", "new")}
+    if path.exists() or not all(p.exists() for p in ways.values()):
+        return
+    done = {w: json.loads(p.read_text()) for w, p in ways.items()}
+    print(f"seed {seed}: fidelity check ...", flush=True)
+    record = fidelity_check(
+        done["old"]["storage"], done["new"]["storage"], seed, small, done["new"]["objective"]
+    )
+    storages = {w: r["storage"] for w, r in done.items()}
+    record["unit_check_old"] = unit_check(storages["old"], f"old-seed{seed}")
+    _write(path, record)
 
 
 def _fmt_payback(p: dict) -> str:
@@ -218,9 +236,28 @@ def _fmt_cost(way: dict) -> str:
     return f"{way['payback']['answer_cost_full_runs']:.1f}"
 
 
+def _records(out: Path) -> list[dict]:
+    """One record per seed with both ways done: {"seed", "old", "new", "fidelity"?, ...}."""
+    records = []
+    for old in sorted(out.glob("payback-seed*-old.json")):
+        seed = json.loads(old.read_text())["seed"]
+        new = out / f"payback-seed{seed}-new.json"
+        if not new.exists():
+            continue
+        record = {"seed": seed, "old": json.loads(old.read_text()),
+                  "new": json.loads(new.read_text())}  # fmt: skip
+        record["machine"] = record["new"]["machine"]
+        fidelity = out / f"payback-seed{seed}-fidelity.json"
+        if fidelity.exists():
+            f = json.loads(fidelity.read_text())
+            record["unit_check_old"] = f.pop("unit_check_old", None)
+            record["fidelity"] = f
+        records.append(record)
+    return records
+
+
 def combine(out: Path) -> None:
-    records = [json.loads(p.read_text()) for p in sorted(out.glob("payback-seed*.json"))]
-    records = [r for r in records if "old" in r and "new" in r]
+    records = _records(out)
     if not records:
         print("no seed with both ways yet")
         return
@@ -269,12 +306,16 @@ def main() -> None:
     parser.add_argument("--ways", nargs="+", default=["new", "old"], choices=["old", "new"])
     parser.add_argument("--small", action="store_true", help="a tiny task: checks the script")
     parser.add_argument("--combine", action="store_true", help="only print --out's results")
+    parser.add_argument("--fidelity", action="store_true", help="the rank check of --seeds")
+    parser.add_argument("--objective", choices=["wall", "flops"], default="wall")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "payback")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if not args.combine:
-        for seed in args.seeds:
-            run_seed(seed, args.out, args.small, args.ways)
+    for seed in [] if args.combine else args.seeds:
+        if args.fidelity:
+            run_fidelity(seed, args.out, args.small)
+        else:
+            run_seed(seed, args.out, args.small, args.ways, args.objective)
     combine(args.out)
 
 
