@@ -86,6 +86,15 @@ def test_changed_settings_are_refused_with_one_line(null_study) -> None:
     assert result.output.count("\n") == 1 and "would void its error rate" in result.output
 
 
+def test_the_plain_runs_and_futility_are_fixed_settings_too(null_study) -> None:
+    url, _ = null_study
+    args = ["confirm", "null", "--storage", url, "--trial", str(NULL_TRIAL), "--max-seeds", "4"]
+    for extra in (["--plain-runs", "budgets"], ["--no-futility"]):
+        result = CliRunner().invoke(cli, [*args, *extra])
+        assert result.exit_code == 2 and "would void its error rate" in result.output
+        assert "plain runs read-point, futility on" in result.output
+
+
 def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_seed(
     null_study,
 ) -> None:
