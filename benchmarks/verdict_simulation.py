@@ -7,10 +7,11 @@ without futility stopping, and the two ways of placing the plain runs on a conca
    rates and the mean number of seeds, 3 to 8 seeds and the quickstart's 3 to 4.
 2. Whole seeds simulated on a concave plain-model curve with the quickstart's scale (full
    budget cost 1, test accuracy 76.8% at 0.75 of it and 79.2% at 1, 0.45 points of noise a
-   run, the clock 3% off a run): a candidate at 0.73 of the full cost and true effective speedup s (s = 1/0.95 is
-   the null's boundary), confirmed with the old plain runs (0.5, 0.75 and 1.0 of the epochs,
-   read by interpolation) or the new one (one run at 1.05/0.95 of the candidate's cost by the
-   search's ratio, read conservatively); the full-run equivalents each needs.
+   run, the clock 3% off a run): a candidate at 0.73 of the full cost and true effective
+   speedup s (s = 1/0.95 is the null's boundary), confirmed with the old plain runs (0.5,
+   0.75 and 1.0 of the epochs, read by interpolation) or the new one (one run at 1.05/0.95 of
+   the candidate's cost by the search's ratio, read conservatively); the full-run equivalents
+   each needs.
 """
 
 from __future__ import annotations
