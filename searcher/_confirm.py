@@ -176,22 +176,22 @@ def choose_candidates(
         chosen = sorted(front, key=lambda t: (-speedup(t), t.number))[:top]
     curve = {budget_fraction(t): t.values[0] for t in baselines(done.values())}
     if settings.plain_runs == READ_POINT and 1.0 in curve:
-        return [_read_point_candidate(t, curve[1.0], spec, settings) for t in chosen]
+        return [_read_point_candidate(t, curve, spec, settings) for t in chosen]
     return [Candidate(t, _fractions(t.values[0], curve, spec, settings)) for t in chosen]
 
 
 def _read_point_candidate(
-    trial: FrozenTrial, full_cost: float, spec: StudySpec, settings: Settings
+    trial: FrozenTrial, curve: dict[float, float], spec: StudySpec, settings: Settings
 ) -> Candidate:
     """One plain run per seed, in steps, just above where the statistic reads the curve: 1 /
     (1 - min_saving) of the candidate's cost by the search's measured ratio, plus a margin;
     the full budget when that reaches it. (A user's own training loop would train whole
     epochs only: then the whole-epoch budgets.)"""
-    share = trial.values[0] / full_cost / (1 - settings.min_saving) * (1 + PLACEMENT_MARGIN)
+    share = trial.values[0] / curve[1.0] / (1 - settings.min_saving) * (1 + PLACEMENT_MARGIN)
     if share >= 1.0:
         return Candidate(trial, (1.0,))
     if getattr(spec.train, "loop", None) is not None:
-        return Candidate(trial, _fractions(trial.values[0], {1.0: full_cost}, spec, settings))
+        return Candidate(trial, _fractions(trial.values[0], curve, spec, settings))
     return Candidate(trial, (), round(share, 4))
 
 
