@@ -294,6 +294,29 @@ def combine(out: Path) -> None:
     )
 
 
+def status(out: Path) -> None:
+    """Every study in --out as it stands (a run still going, or stopped): its runs and payback."""
+    import optuna
+
+    for db in sorted(out.glob("payback-*-seed*.db")):
+        url = f"sqlite:///{db}"
+        for summary in optuna.get_all_study_summaries(url):
+            study = optuna.load_study(study_name=summary.study_name, storage=url)
+            trials = study.get_trials(deepcopy=False)
+            done = [t for t in trials if t.values is not None]
+            confirm = [t for t in done if t.user_attrs.get("role") == "confirm"]
+            print(f"{summary.study_name}: {len(done)} runs done ({len(confirm)} confirmation), "
+                  f"{sum(t.state.name == 'RUNNING' for t in trials)} running; "
+                  f"{payback(study).text()}")  # fmt: skip
+            for t in confirm:
+                print(f"  {t.user_attrs['confirm_run']}: cost {t.values[0]:.4g}, "
+                      f"test {100 * t.user_attrs['test_accuracy']:.2f}%")  # fmt: skip
+            verdicts = stored_verdicts(study)
+            for number, v in verdicts.items():
+                print(f"  verdict of trial {number}: {v.get('verdict')}, seeds {v.get('seeds')}, "
+                      f"d_s {v.get('statistic_pp')}")  # fmt: skip
+
+
 def main() -> None:
     import warnings
 
@@ -307,10 +330,14 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a tiny task: checks the script")
     parser.add_argument("--combine", action="store_true", help="only print --out's results")
     parser.add_argument("--fidelity", action="store_true", help="the rank check of --seeds")
+    parser.add_argument("--status", action="store_true", help="--out's studies as they stand")
     parser.add_argument("--objective", choices=["wall", "flops"], default="wall")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "payback")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.status:
+        status(args.out)
+        return
     for seed in [] if args.combine else args.seeds:
         if args.fidelity:
             run_fidelity(seed, args.out, args.small)

@@ -5,7 +5,7 @@
                   confirmation, pruned runs up to where they stopped) / the cost of one full
                   run: the mean of the confirmation's full-budget plain runs, else of its
                   plain runs' cost per step times the full budget's steps, else the search's
-                  full baseline
+                  full baseline (said so when the search trains at a lower fidelity)
     saving      = 1 - 1 / (the confirmed winner's effective speedup)
     payback     = answer cost / saving: the trainings of the same model on the same data after
                   which the schedule has saved what finding it cost; none without a confirmed win
@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives import ConfigError
 from searcher._confirm import full_cost_of
 from searcher._pruning import curve_of
 from searcher._record import (
@@ -34,6 +35,7 @@ from searcher._record import (
     stored_config,
     stored_verdicts,
 )
+from searcher._study import load_study_spec
 
 
 def run_cost(trial: FrozenTrial) -> float:
@@ -57,10 +59,19 @@ def full_run_cost(trials: list[FrozenTrial]) -> tuple[float, str] | None:
     steps = [full_cost_of(t) for t in plain if (stored_config(t) or {}).get("step_fraction")]
     if steps:
         return sum(steps) / len(steps), "the confirmation's plain runs, per step"
-    search = [t.values[0] for t in done if is_baseline(t) and budget_fraction(t) == 1.0]
+    search = [t for t in done if is_baseline(t) and budget_fraction(t) == 1.0]
     if search:
-        return search[0], "the search's full baseline"
+        return search[0].values[0], "the search's full baseline"
     return None
+
+
+def _at_search_fidelity(study: optuna.Study) -> bool:
+    """Whether the search's full baseline trained less than the spec's full fidelity."""
+    try:
+        spec = load_study_spec(study)
+    except ConfigError:
+        return False
+    return bool(spec.search_fidelity.overrides())
 
 
 def confirmed_winner(verdicts: dict[int, dict[str, Any]]) -> int | None:
@@ -80,6 +91,7 @@ class Payback:
     cost: float  # every run's cost, in the study's objective unit
     unit: float | None  # one full run's cost
     unit_source: str | None
+    search_fidelity: bool = False  # the unit is a full run at the search's lower fidelity
     winner: int | None = None  # the confirmed winner's trial number
     saving: tuple[float, float, float] | None = None  # point, low, high
     trainings: tuple[float, float, float] | None = None  # point, from high saving, from low
@@ -92,6 +104,8 @@ class Payback:
         if self.answer_cost is None:
             return "answer cost: n/a (no full-budget run yet); payback: none, no confirmed win"
         head = f"answer cost {self.answer_cost:.1f} full runs"
+        if self.search_fidelity:
+            head += " of the search's fidelity (a confirmation gives the full one)"
         if self.trainings is None or self.saving is None:
             return f"{head}; payback: none, no confirmed win"
         point, low, high = self.trainings
@@ -107,6 +121,7 @@ class Payback:
             "cost": self.cost,
             "full_run_cost": self.unit,
             "full_run_from": self.unit_source,
+            "full_run_at_search_fidelity": self.search_fidelity,
             "winner": self.winner,
             "saving": list(self.saving) if self.saving else None,
             "payback_trainings": list(self.trainings) if self.trainings else None,
@@ -120,6 +135,8 @@ def payback(study: optuna.Study) -> Payback:
     cost = sum(run_cost(t) for t in trials)
     unit = full_run_cost(trials)
     base = Payback(cost, *(unit or (None, None)))
+    if base.unit_source == "the search's full baseline":
+        base = dataclasses.replace(base, search_fidelity=_at_search_fidelity(study))
     verdicts = stored_verdicts(study)
     winner = confirmed_winner(verdicts)
     if winner is None or base.answer_cost is None:

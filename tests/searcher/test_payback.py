@@ -178,7 +178,10 @@ def test_new_way_end_to_end_with_training_stood_in(tmp_path, monkeypatch) -> Non
     run = runner.invoke(cli, ["study", "run", str(tmp_path / "new.yaml")], catch_exceptions=False)
     assert run.exit_code == 0, run.output
     # Before a confirmation the unit is the search's own full baseline (a quarter of the data)
-    assert "answer cost 2.1 full runs; payback: none, no confirmed win" in run.output
+    assert (
+        "answer cost 2.1 full runs of the search's fidelity (a confirmation gives the full "
+        "one); payback: none, no confirmed win"
+    ) in run.output
     study = optuna.load_study(study_name="new", storage=url)
     trials = study.get_trials(deepcopy=False)
     assert trials[2].params == enqueued  # the known-good schedule before the sampler's own
