@@ -93,6 +93,9 @@ class Payback:
     unit_source: str | None
     search_fidelity: bool = False  # the unit is a full run at the search's lower fidelity
     winner: int | None = None  # the confirmed winner's trial number
+    # The saving is a lower bound: one plain run a seed (a read-point confirmation) shows only
+    # that the plain model needs at least that run's cost where the winner beat it.
+    at_least: bool = False
     saving: tuple[float, float, float] | None = None  # point, low, high
     trainings: tuple[float, float, float] | None = None  # point, from high saving, from low
 
@@ -110,6 +113,12 @@ class Payback:
             return f"{head}; payback: none, no confirmed win"
         point, low, high = self.trainings
         s_point, s_low, s_high = self.saving
+        if self.at_least:
+            return (
+                f"{head}; payback at most {point:.0f} trainings [{low:.0f}, {high:.0f}] (trial "
+                f"{self.winner} saves at least {s_point:.0%} [{s_low:.0%}, {s_high:.0%}] of a "
+                "training: one plain run a seed bounds the saving from below)"
+            )
         return (
             f"{head}; payback {point:.0f} trainings [{low:.0f}, {high:.0f}] (trial "
             f"{self.winner} saves {s_point:.0%} [{s_low:.0%}, {s_high:.0%}] of a training)"
@@ -123,6 +132,7 @@ class Payback:
             "full_run_from": self.unit_source,
             "full_run_at_search_fidelity": self.search_fidelity,
             "winner": self.winner,
+            "saving_is_a_lower_bound": self.at_least,
             "saving": list(self.saving) if self.saving else None,
             "payback_trainings": list(self.trainings) if self.trainings else None,
             "text": self.text(),
@@ -153,4 +163,7 @@ def payback(study: optuna.Study) -> Payback:
         return dataclasses.replace(base, winner=winner)
     answer = base.answer_cost
     trainings = (answer / point, answer / high, answer / low if low > 0 else float("inf"))
-    return dataclasses.replace(base, winner=winner, saving=(point, low, high), trainings=trainings)
+    at_least = verdicts[winner].get("plain_steps") is not None
+    return dataclasses.replace(
+        base, winner=winner, saving=(point, low, high), trainings=trainings, at_least=at_least
+    )

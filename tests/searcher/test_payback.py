@@ -140,6 +140,11 @@ def test_the_paybacks_low_end_is_floored_at_the_saving_the_verdict_tested() -> N
     result = payback(_with_verdicts({"2": _verdict("win", 0.5, (1.56, 0.96, 2.55))}))
     assert result.saving[1] == pytest.approx(0.05)  # a win saves at least min_saving
     assert result.trainings[2] == pytest.approx(97 / 40 / 0.05)
+    assert result.text().startswith("answer cost 2.4 full runs; payback 7 trainings [4, 48]")
+    read_point = _verdict("win", 0.5, (1.1, 1.1, 1.1)) | {"plain_steps": 0.7}
+    bound = payback(_with_verdicts({"2": read_point}))
+    assert bound.text().startswith("answer cost 2.4 full runs; payback at most 27 trainings")
+    assert "saves at least 9%" in bound.text()
     none = payback(_with_verdicts({"2": _verdict("undecided", -1.0, (1.2, 0.9, 1.5))}))
     assert none.trainings is None and none.text().endswith("payback: none, no confirmed win")
 
@@ -208,7 +213,7 @@ def test_new_way_end_to_end_with_training_stood_in(tmp_path, monkeypatch) -> Non
     # from the plain runs' cost per step: 100.
     answer = (12.5 + 25 + 15 + 3 * (60 + FULL_COST * share)) / FULL_COST
     assert payback(study).answer_cost == pytest.approx(answer)
-    assert f"answer cost {answer:.1f} full runs; payback " in confirmed.output
+    assert f"answer cost {answer:.1f} full runs; payback at most " in confirmed.output
     shown = runner.invoke(cli, ["study", "show", "new", "--storage", url])
     assert f"answer cost {answer:.1f} full runs; payback " in shown.output
     out = tmp_path / "best.yaml"
