@@ -48,6 +48,10 @@ class TrainConfig(BaseModel):
     # epoch; auto, read a sample twice and compare.
     data_fixed: bool | Literal["auto"] = "auto"
     epochs: int = Field(10, gt=0)
+    # Train only this fraction of the planned steps (epochs x steps per epoch), with the
+    # learning-rate schedule fitted to the shorter run: the plain model at any budget, not only
+    # at whole epochs (a confirmation's plain run placed where its statistic reads the curve).
+    step_fraction: float = Field(1.0, gt=0, le=1)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(0.1, gt=0)  # peak learning rate
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -173,7 +177,7 @@ class TrainResult:
     reduced_step_flops: float  # at the schedule's scale; 0 when no step was reduced
     reduced_steps: int
     total_steps: int  # steps run (fewer than planned when stopped early)
-    planned_steps: int
+    planned_steps: int  # the run's plan: epochs x steps per epoch x step_fraction
     stopped_early: bool
     history: list[EpochRecord]
     device: str

@@ -171,7 +171,8 @@ def train(
         weight_decay=config.weight_decay,
     )
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
-    planned_steps = steps_per_epoch * config.epochs
+    planned_steps = max(1, round(steps_per_epoch * config.epochs * config.step_fraction))
+    epochs = math.ceil(planned_steps / steps_per_epoch)
     lr_scheduler = _make_lr_scheduler(config, optimizer, planned_steps, steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
     scales = _equivalent_scales(
@@ -194,13 +195,16 @@ def train(
     stopped_early = False
     result: TrainResult | None = None
     step_flops: dict[float, float] = {}  # one training step's FLOPs by scale
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device)
         epoch_reduced = 0
+        epoch_steps = 0
         _sync(device)
         start = time.perf_counter()
         for x, y in data.train_batches(config.batch_size, generator):
+            if step == planned_steps:  # step_fraction < 1: the last epoch ends early
+                break
             scale = scales[step]
             loss = stepper.loss(x, y, scale)
             optimizer.zero_grad(set_to_none=True)
@@ -212,16 +216,17 @@ def train(
             lr_scheduler.step()
             loss_sum += loss.detach()
             epoch_reduced += scale > 1.0
+            epoch_steps += 1
             step += 1
         recalibrate = _needs_bn_recalibration(scales[:step])
-        final = epoch == config.epochs
+        final = epoch == epochs
         if recalibrate and final:  # part of making the final model: timed and counted
             _recalibrate_bn(stepper, data, config.batch_size, seed=config.seed + epoch)
             recalibrations += 1
         _sync(device)
         epoch_time = time.perf_counter() - start
         train_time += epoch_time
-        mean_loss = loss_sum.item() / steps_per_epoch
+        mean_loss = loss_sum.item() / epoch_steps
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(epoch, mean_loss)
         # Before the final epoch, re-estimated statistics are only so that this epoch's accuracy
@@ -237,7 +242,7 @@ def train(
         if on_epoch is not None:
             # The FLOPs so far, for a caller that prunes on cost (untimed, after the clock).
             _count_flops(result, stepper, sample, scales[:step], recalibrations, step_flops)
-            if on_epoch(epoch, result) and epoch < config.epochs:
+            if on_epoch(epoch, result) and epoch < epochs:
                 stopped_early = True
                 break
 

@@ -3,6 +3,7 @@
 from searcher._analysis import PickError, derived_metrics, pareto_front, pick
 from searcher._curve import BudgetCurve
 from searcher._export import export_document, write_export
+from searcher._payback import Payback, payback
 from searcher._spec import StudySpec, load_spec, parse_spec
 from searcher._storage import mask_password, open_storage
 from searcher._study import create_or_resume, open_study, run_trials
@@ -10,6 +11,7 @@ from searcher._worker import run_worker
 
 __all__ = [
     "BudgetCurve",
+    "Payback",
     "PickError",
     "StudySpec",
     "create_or_resume",
@@ -21,6 +23,7 @@ __all__ = [
     "open_study",
     "parse_spec",
     "pareto_front",
+    "payback",
     "pick",
     "run_trials",
     "run_worker",

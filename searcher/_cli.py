@@ -32,7 +32,7 @@ from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
 from searcher._storage import mask_password, open_storage
 from searcher._study import TrialsKeepFailingError
 
-QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 15 minutes on 2 cores
+QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 8 minutes on 2 cores
 
 
 def _storage_url(storage_url: str | None) -> str:
@@ -298,17 +298,31 @@ def study_show(name, storage_url) -> None:
     default=None,
     help="False-win rate over all looks (default 0.05).",
 )
+@click.option(
+    "--plain-runs",
+    type=click.Choice(["read-point", "budgets"]),
+    default=None,
+    help="The plain model once a seed just above where the verdict reads it (default), or at "
+    "the whole-epoch budgets around it and the full one.",
+)
+@click.option(
+    "--futility/--no-futility",
+    default=None,
+    help="Stop a candidate undecided once a win is out of reach (default on).",
+)
 @storage_option
 @allow_imports_option
 def confirm_command(
-    name, top, numbers, min_seeds, max_seeds, min_saving, alpha, storage_url
+    name, top, numbers, min_seeds, max_seeds, min_saving, alpha, plain_runs, futility, storage_url
 ) -> None:
     """Re-train NAME's best candidates and the plain model over fresh paired seeds, scored on
     the test split, until each verdict is win, loss or undecided at --max-seeds."""
     from searcher._study import open_study
 
     study, spec = open_study(name, _storage_url(storage_url), heartbeat=True)
-    settings = settings_from_options(min_seeds, max_seeds, min_saving, alpha)
+    settings = settings_from_options(
+        min_seeds, max_seeds, min_saving, alpha, plain_runs=plain_runs, futility=futility
+    )
     confirm_with_progress(study, spec, list(numbers), top, settings)
 
 
@@ -340,6 +354,7 @@ def export_command(name, rule, output, force, storage_url) -> None:
         f"{100 * m['val_accuracy']:.2f}% -> {path}"
     )
     click.echo(f"confirmation: {document['confirmation']['status']}")
+    click.echo(document["payback"]["text"])
 
 
 @cli.command("report")
@@ -413,6 +428,9 @@ def quickstart_command(spec, out, storage_url) -> None:
         click.echo(f"\nexported the confirmed winner -> {path}")
     except PickError as e:
         click.echo(f"\nverdict: {e}")
+    from searcher._payback import payback
+
+    click.echo(payback(study).text())
     click.echo(f"report -> {report}")
     click.echo(
         f"dashboard: .venv/bin/dikd dashboard --storage {mask_password(url)}  "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import threading
 import time
 import warnings
@@ -55,10 +56,23 @@ from searcher._storage import (
     rdb_storage,
     set_user_attrs,
 )
-from searcher._study import baseline_fractions, default_worker_id
-from searcher._verdict import SeedResult, Settings, Summary, is_final, summarise
+from searcher._study import CREATED_ATTR, baseline_fractions, default_worker_id
+from searcher._verdict import (
+    LEGACY_SETTINGS,
+    READ_POINT,
+    SeedResult,
+    Settings,
+    Summary,
+    is_final,
+    summarise,
+)
 
-FIRST_SEED = 1000  # confirmation seeds are 1000, 1001, ...: never the search's own seed
+# Confirmations stored before each study had its own seeds used 1000, 1001, ... (still read so).
+LEGACY_FIRST_SEED = 1000
+FIRST_SEED_ATTR = "dikd_confirm_first_seed"
+# A read-point plain run trains this much more than where the statistic reads its curve, so
+# that its measured cost usually lands above the read point despite the clock's noise.
+PLACEMENT_MARGIN = 0.05
 
 
 class ConfirmationFailedError(RuntimeError):
@@ -72,24 +86,47 @@ class Run:
     seed: int
     candidate: int | None = None  # the search trial's number; None: the plain model
     fraction: float | None = None  # the plain model's share of the epochs
+    steps: float | None = None  # or its share of the full budget's steps (a read-point run)
 
     @property
     def key(self) -> str:
-        what = f"trial {self.candidate}" if self.candidate is not None else f"plain {self.fraction}"
+        if self.candidate is not None:
+            what = f"trial {self.candidate}"
+        elif self.steps is not None:
+            what = f"plain steps {self.steps:.4f}"
+        else:
+            what = f"plain {self.fraction}"
         return f"seed {self.seed}: {what}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     trial: FrozenTrial
-    fractions: tuple[float, ...]  # the plain model's budgets it is compared with
+    fractions: tuple[float, ...]  # the plain model's whole-epoch budgets it is compared with
+    steps: float | None = None  # and the step share of its read-point plain run, if any
 
     @property
     def number(self) -> int:
         return self.trial.number
 
     def runs(self, seed: int) -> list[Run]:
-        return [Run(seed, self.number)] + [Run(seed, fraction=f) for f in self.fractions]
+        plain = [Run(seed, fraction=f) for f in self.fractions]
+        if self.steps is not None:
+            plain.append(Run(seed, steps=self.steps))
+        return [Run(seed, self.number), *plain]
+
+
+def first_seed(study: optuna.Study) -> int:
+    """The study's first confirmation seed: its own, derived from its name and creation time
+    (a pick that an earlier study's confirmation favoured is confirmed on seeds that one did not
+    use); 1000 for studies confirmed before studies had their own."""
+    stored = study.user_attrs.get(FIRST_SEED_ATTR)
+    if stored is not None:
+        return int(stored)
+    if CONFIRM_SETTINGS_ATTR in study.user_attrs:
+        return LEGACY_FIRST_SEED
+    made = f"{study.study_name}/{study.user_attrs.get(CREATED_ATTR)}".encode()
+    return 10_000 + int(hashlib.sha256(made).hexdigest()[:12], 16) % 1_000_000_000
 
 
 def stored_settings(study: optuna.Study, settings: Settings | None) -> Settings:
@@ -99,7 +136,7 @@ def stored_settings(study: optuna.Study, settings: Settings | None) -> Settings:
     stored = study.user_attrs.get(CONFIRM_SETTINGS_ATTR)
     if stored is None:
         return settings or Settings()
-    kept = Settings(**stored)
+    kept = Settings(**{**LEGACY_SETTINGS, **stored})
     if settings is not None and settings != kept:
         raise ConfigError(
             f"study '{study.study_name}' was confirmed with {_describe(kept)}; a confirmation "
@@ -109,7 +146,10 @@ def stored_settings(study: optuna.Study, settings: Settings | None) -> Settings:
 
 
 def _describe(s: Settings) -> str:
-    return f"seeds {s.min_seeds}-{s.max_seeds}, alpha {s.alpha:g}, min_saving {s.min_saving:g}"
+    return (
+        f"seeds {s.min_seeds}-{s.max_seeds}, alpha {s.alpha:g}, min_saving {s.min_saving:g}, "
+        f"plain runs {s.plain_runs}, futility {'on' if s.futility else 'off'}"
+    )
 
 
 def choose_candidates(
@@ -142,7 +182,24 @@ def choose_candidates(
 
         chosen = sorted(front, key=lambda t: (-speedup(t), t.number))[:top]
     curve = {budget_fraction(t): t.values[0] for t in baselines(done.values())}
+    if settings.plain_runs == READ_POINT and 1.0 in curve:
+        return [_read_point_candidate(t, curve, spec, settings) for t in chosen]
     return [Candidate(t, _fractions(t.values[0], curve, spec, settings)) for t in chosen]
+
+
+def _read_point_candidate(
+    trial: FrozenTrial, curve: dict[float, float], spec: StudySpec, settings: Settings
+) -> Candidate:
+    """One plain run per seed, in steps, just above where the statistic reads the curve: 1 /
+    (1 - min_saving) of the candidate's cost by the search's measured ratio, plus a margin;
+    the full budget when that reaches it. (A user's own training loop would train whole
+    epochs only: then the whole-epoch budgets.)"""
+    share = trial.values[0] / curve[1.0] / (1 - settings.min_saving) * (1 + PLACEMENT_MARGIN)
+    if share >= 1.0:
+        return Candidate(trial, (1.0,))
+    if getattr(spec.train, "loop", None) is not None:
+        return Candidate(trial, _fractions(trial.values[0], curve, spec, settings))
+    return Candidate(trial, (), round(share, 4))
 
 
 def _fractions(
@@ -178,26 +235,38 @@ def _cost(trial: FrozenTrial) -> float:
     return trial.values[0]
 
 
-def seed_results(candidate: Candidate, done: dict[str, FrozenTrial]) -> list[SeedResult]:
-    """The candidate's paired results over consecutive seeds from FIRST_SEED, while complete."""
+def full_cost_of(plain_run: FrozenTrial) -> float:
+    """The full budget's cost that a plain run says: its own, or for a run of a share of the
+    steps, its cost per step times the full budget's steps (a plain step costs the same
+    whatever the budget)."""
+    config = stored_config(plain_run) or {}
+    return _cost(plain_run) / config.get("step_fraction", 1.0)
+
+
+def seed_results(
+    candidate: Candidate, done: dict[str, FrozenTrial], first: int
+) -> list[SeedResult]:
+    """The candidate's paired results over consecutive seeds from `first`, while complete."""
     results = []
-    for seed in range(FIRST_SEED, FIRST_SEED + 10_000):
+    for seed in range(first, first + 10_000):
         runs = [done.get(run.key) for run in candidate.runs(seed)]
         if any(r is None for r in runs):
             return results
         mine, *plain = runs
         points = tuple((_cost(t), accuracy_on_test(t)) for t in plain)
-        results.append(SeedResult(seed, _cost(mine), accuracy_on_test(mine), points, points[-1]))
+        full = next(((_cost(t), accuracy_on_test(t)) for t in plain
+                     if budget_fraction(t) == 1.0), (full_cost_of(plain[-1]), None))  # fmt: skip
+        results.append(SeedResult(seed, _cost(mine), accuracy_on_test(mine), points, full))
     return results
 
 
 def summaries(
-    candidates: list[Candidate], trials: list[FrozenTrial], settings: Settings
+    candidates: list[Candidate], trials: list[FrozenTrial], settings: Settings, first: int
 ) -> dict[int, Summary | None]:
     done = completed_runs(trials)
     out: dict[int, Summary | None] = {}
     for c in candidates:
-        results = seed_results(c, done)
+        results = seed_results(c, done, first)
         out[c.number] = summarise(results, settings) if results else None
     return out
 
@@ -218,11 +287,12 @@ class _Runner:
     def __init__(self, study: optuna.Study, spec: StudySpec, candidates: list[Candidate]):
         self.study = study
         self.spec = spec
-        self.configs = {c.number: TrainConfig.from_dict(stored_config(c.trial))
-                        for c in candidates}  # fmt: skip
+        self.configs = {c.number: candidate_config(spec, c.trial) for c in candidates}
 
     def config(self, run: Run) -> TrainConfig:
-        if run.candidate is None:
+        if run.steps is not None:
+            base = plain_config(self.spec, 1.0).model_copy(update={"step_fraction": run.steps})
+        elif run.candidate is None:
             base = plain_config(self.spec, run.fraction)
         else:
             base = self.configs[run.candidate]
@@ -265,7 +335,7 @@ class _Runner:
                     if isinstance(e, Exception):
                         raise ConfirmationFailedError(
                             f"confirmation run '{run.key}' failed: {type(e).__name__}: {e}; fix "
-                            f"it and run `dikd confirm {self.study.study_name}` again (finished "
+                            f"it and run `dikd confirm {self.spec.name}` again (finished "
                             "runs are kept)"
                         ) from e
                     raise
@@ -279,6 +349,15 @@ class _Runner:
         with contextlib.suppress(Exception):  # the storage may be what failed
             trial.set_user_attr(FAIL_REASON, reason)
             self.study.tell(trial, state=TrialState.FAIL)
+
+
+def candidate_config(spec: StudySpec, trial: FrozenTrial) -> TrainConfig:
+    """What a confirmation trains for a search trial: its schedule and epochs at the spec's
+    full fidelity (`train`), whatever cheaper fidelity the search trained it at."""
+    searched_config = TrainConfig.from_dict(stored_config(trial))
+    return spec.train.model_copy(
+        update={"schedule": searched_config.schedule, "epochs": searched_config.epochs}
+    )
 
 
 def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Trial:
@@ -333,6 +412,7 @@ def _next_seed(
     sums: dict[int, Summary | None],
     settings: Settings,
     trials: list[FrozenTrial],
+    first: int,
 ) -> tuple[list[Run] | None, bool]:
     """The missing runs of the first seed that needs work and that no live process is on, and
     whether any seed is left to others."""
@@ -342,7 +422,7 @@ def _next_seed(
     wanted = {c.number: _seeds_wanted(sums[c.number], settings) for c in candidates}
     waiting = False
     for offset in range(max(wanted.values(), default=0)):
-        seed = FIRST_SEED + offset
+        seed = first + offset
         runs: list[Run] = []
         for c in candidates:
             if offset < wanted[c.number]:
@@ -371,16 +451,19 @@ def confirm(
     """Run the confirmation until every candidate's verdict is final; store and return it."""
     runs_study = confirmation_study(study, create=True)  # a sibling: the search stays alone
     runner = _Runner(runs_study, spec, candidates)
+    first = first_seed(study)
     for c in candidates:  # the test split too: missing data is one line before any training
-        check_data(runner.config(Run(FIRST_SEED, c.number)))
+        check_data(runner.config(Run(first, c.number)))
+    if FIRST_SEED_ATTR not in study.user_attrs:  # before the settings: first_seed reads them
+        study.set_user_attr(FIRST_SEED_ATTR, first)
     if CONFIRM_SETTINGS_ATTR not in study.user_attrs:
         study.set_user_attr(CONFIRM_SETTINGS_ATTR, dataclasses.asdict(settings))
     while True:
         _fail_stale(runs_study)
         trials = confirmation_runs(study)
-        sums = summaries(candidates, trials, settings)
-        store_verdict(study, candidates, sums, settings)
-        runs, waiting = _next_seed(candidates, sums, settings, trials)
+        sums = summaries(candidates, trials, settings, first)
+        store_verdict(study, candidates, sums, settings, first)
+        runs, waiting = _next_seed(candidates, sums, settings, trials, first)
         if runs is None and not waiting:
             return sums
         if runs is None:  # every seed left is being trained by another process
@@ -394,6 +477,7 @@ def store_verdict(
     candidates: list[Candidate],
     sums: dict[int, Summary | None],
     settings: Settings,
+    first: int,
 ) -> None:
     """The verdict as a study attribute (merged with earlier candidates' verdicts)."""
     verdicts = {str(n): v for n, v in stored_verdicts(study).items()}
@@ -402,6 +486,7 @@ def store_verdict(
         verdicts[str(c.number)] = {
             "trial": c.number,
             "plain_fractions": list(c.fractions),
+            "plain_steps": c.steps,
             "final": summary is not None and is_final(summary.decision, settings),
             **(summary.to_dict() if summary is not None else {"verdict": "pending"}),
         }
@@ -410,7 +495,7 @@ def store_verdict(
         {
             "settings": dataclasses.asdict(settings),
             "procedure": procedure_text(settings),
-            "first_seed": FIRST_SEED,
+            "first_seed": first,
             "split": "test",
             "candidates": verdicts,
         },
@@ -418,10 +503,16 @@ def store_verdict(
 
 
 def procedure_text(settings: Settings) -> str:
+    plain = (
+        "the plain model once a seed, in steps, just above that cost (read conservatively)"
+        if settings.plain_runs == READ_POINT
+        else "the plain model at the whole-epoch budgets around that cost and the full one"
+    )
+    futility = "; stopped undecided once a win is out of reach" if settings.futility else ""
     return (
         f"paired seeds, test split; win when the plain model needs over "
         f"{1 / (1 - settings.min_saving):.3f}x the candidate's cost for its accuracy "
-        f"(min_saving {settings.min_saving:.0%}); one-sided Student-t bounds at "
+        f"(min_saving {settings.min_saving:.0%}; {plain}); one-sided Student-t bounds at "
         f"alpha {settings.alpha:g} split over {settings.looks} looks "
-        f"({settings.min_seeds}-{settings.max_seeds} seeds, Bonferroni)"
+        f"({settings.min_seeds}-{settings.max_seeds} seeds, Bonferroni){futility}"
     )

@@ -12,12 +12,12 @@ from objectives import ConfigError
 from searcher._storage import mask_password
 
 
-def settings_from_options(min_seeds, max_seeds, min_saving, alpha):
+def settings_from_options(min_seeds, max_seeds, min_saving, alpha, plain_runs=None, futility=None):
     """The confirmation settings the options ask for; None when none is given."""
     from searcher._verdict import Settings
 
     given = {"min_seeds": min_seeds, "max_seeds": max_seeds, "min_saving": min_saving,
-             "alpha": alpha}  # fmt: skip
+             "alpha": alpha, "plain_runs": plain_runs, "futility": futility}  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
     if not given:
         return None
@@ -66,3 +66,6 @@ def confirm_with_progress(study, spec, numbers, top, settings):
         bar.close()
         publish(study, spec)
     click.echo(show_verdicts(study))
+    from searcher._payback import payback
+
+    click.echo(payback(study).text())

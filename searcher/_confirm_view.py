@@ -14,6 +14,7 @@ from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._confirm import completed_runs
 from searcher._format import describe_schedule, times_text, verdict_rows
 from searcher._optuna_internals import storage_trial_id
+from searcher._payback import payback
 from searcher._record import (
     CONFIRM_RUN,
     CONFIRM_STUDY_ATTR,
@@ -122,7 +123,8 @@ def verdict_markdown(study: optuna.Study) -> str:
         return (
             "## dikd: not confirmed yet\n\nThe front below is one seed scored on the validation "
             "split: a margin there may be noise. Run `dikd confirm "
-            f"{study.study_name}` for a verdict over fresh seeds on the test split."
+            f"{study.study_name}` for a verdict over fresh seeds on the test split.\n\n"
+            f"{payback(study).text()}"
         )
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     headers, rows = verdict_rows(verdicts, trials)
@@ -134,6 +136,10 @@ def verdict_markdown(study: optuna.Study) -> str:
         *("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows),
         "",
         f"Procedure: {verdict_procedure(study)}.",
+        "",
+        f"**{payback(study).text()}** (full-run equivalents of every training the answer "
+        "needed; the payback is the trainings of this model on this data after which the "
+        "winner has saved that much).",
         "",
         "Margin: test accuracy above the plain model at the same cost (same seed). Effective: "
         "the cost the plain model needs for the candidate's accuracy / its cost. The figure "

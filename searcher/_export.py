@@ -14,8 +14,9 @@ import yaml
 
 from objectives import ConfigError
 from searcher._analysis import PickError, derived_metrics, pick
-from searcher._confirm import FIRST_SEED
+from searcher._confirm import candidate_config
 from searcher._format import verdict_text
+from searcher._payback import confirmed_winner, payback
 from searcher._record import (
     DEVICE,
     FLOPS,
@@ -25,8 +26,10 @@ from searcher._record import (
     VERSIONS,
     stored_config,
     stored_verdicts,
+    verdict_first_seed,
     verdict_procedure,
 )
+from searcher._study import load_study_spec
 
 MEASURED_ATTRS = (TRAIN_TIME_S, VAL_ACCURACY, FLOPS, REDUCED_FRACTION, DEVICE, VERSIONS)
 AUTO = "auto"
@@ -43,14 +46,13 @@ def resolve_rule(study: optuna.Study, rule: str) -> str:
     verdicts = stored_verdicts(study)
     if not verdicts:
         return "fastest-within:0.5"
-    wins = {n: v for n, v in verdicts.items() if v.get("verdict") == "win"}
-    if not wins:
+    best = confirmed_winner(verdicts)
+    if best is None:
         said = "; ".join(f"trial {n}: {verdict_text(v)}" for n, v in sorted(verdicts.items()))
         raise PickError(
             f"no confirmed candidate of '{study.study_name}' beats training less ({said}): "
             "train the plain model for fewer epochs, or export anyway with --pick trial:N"
         )
-    best = max(wins, key=lambda n: wins[n]["statistic_pp"]["low"])
     return f"trial:{best}"
 
 
@@ -74,7 +76,9 @@ def export_document(study: optuna.Study, rule: str) -> dict[str, Any]:
             "split": "test",
             **{k: v for k, v in verdict.items() if k not in ("trial",)},
         }
-        train.update(seed=FIRST_SEED, test=True)
+        # The confirmation's full fidelity, whatever fidelity the search trained it at.
+        train = candidate_config(load_study_spec(study), trial).to_dict()
+        train.update(seed=verdict_first_seed(study), test=True)
     return {
         "study": study.study_name,
         "trial": trial.number,
@@ -82,6 +86,7 @@ def export_document(study: optuna.Study, rule: str) -> dict[str, Any]:
         "train": train,
         "measured": measured,
         "confirmation": confirmation,
+        "payback": payback(study).to_dict(),
     }
 
 
@@ -95,6 +100,7 @@ def write_export(document: dict[str, Any], path: str | Path, *, overwrite: bool 
         f"# In a loop of your own: objectives.ScheduledSteps.from_file('{path.name}', "
         "total_steps=...)\n"
         f"# Confirmation: {document['confirmation']['status']}\n"
+        f"# {document['payback']['text']}\n"
     )
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))
     return path

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from searcher._analysis import baselines, derived_metrics, pareto_front
+from searcher._payback import payback
 from searcher._record import (
     SPEC_ATTR,
     accuracy_standard_error,
@@ -131,6 +132,8 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
     verdicts = show_verdicts(study)
     if verdicts:
         parts += ["", verdicts]
+    if done:
+        parts += ["", payback(study).text()]
     failed = [t for t in trials if t.state.name == "FAIL"]
     if failed:
         parts += ["", "failed trials:"]
@@ -157,6 +160,8 @@ def verdict_text(v: dict[str, Any]) -> str:
     n = v.get("decided_at_seeds") or len(v.get("seeds", []))
     if verdict != "undecided":
         return f"{verdict} at {n} seeds"
+    if v.get("futile"):
+        return f"undecided after {n} seeds (stopped: a win is out of reach at the most seeds)"
     more = v.get("more_seeds_to_decide")
     hint = f"~{more} more seeds would decide it" if more else "more seeds would not decide it"
     state = "" if v.get("final") else ", still running"

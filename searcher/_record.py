@@ -170,6 +170,12 @@ def verdict_procedure(study: optuna.Study) -> str:
     return study.user_attrs[VERDICT_ATTR]["procedure"]
 
 
+def verdict_first_seed(study: optuna.Study) -> int:
+    """The first seed the stored verdicts were confirmed on (1000 before each study had its
+    own); there must be a stored verdict."""
+    return int(study.user_attrs[VERDICT_ATTR].get("first_seed", 1000))
+
+
 def candidate_of(trial: FrozenTrial) -> int | None:
     """The search trial a confirmation run re-trains; None for the plain model."""
     return trial.user_attrs.get(CANDIDATE)

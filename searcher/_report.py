@@ -31,6 +31,7 @@ from searcher._format import (
     trial_rows,
     verdict_rows,
 )
+from searcher._payback import payback
 from searcher._pruning_view import learning_curves_figure
 from searcher._record import (
     device_of,
@@ -190,13 +191,14 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
 
 def _verdict_html(study: optuna.Study) -> str:
     verdicts = stored_verdicts(study)
+    cost = f'<p class="payback">{html.escape(payback(study).text())}.</p>'
     if not verdicts:
         return _note(
             "Not confirmed yet",
             "The front above is one seed scored on the validation split the search selected "
             f"on: a margin there may be noise. Run `dikd confirm {study.study_name}` for a "
             "verdict over fresh seeds on the test split.",
-        )
+        ) + cost
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     headers, rows = verdict_rows(verdicts, trials)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -207,7 +209,8 @@ def _verdict_html(study: optuna.Study) -> str:
     return (
         f"<p>{html.escape(VERDICT_INTRO[0].upper() + VERDICT_INTRO[1:])}.</p>\n"
         f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n'
-        f'<p class="procedure">Procedure: {html.escape(verdict_procedure(study))}.</p>'
+        f'<p class="procedure">Procedure: {html.escape(verdict_procedure(study))}.</p>\n'
+        + cost
     )
 
 

@@ -25,17 +25,19 @@ def baseline_epochs(spec: StudySpec, fraction: float) -> int:
     return max(1, round(spec.train.epochs * fraction))
 
 
-def plain_config(spec: StudySpec, fraction: float) -> TrainConfig:
-    """The plain model (no reduced step) trained for `fraction` of the spec's epochs."""
+def plain_config(spec: StudySpec, fraction: float, *, search: bool = False) -> TrainConfig:
+    """The plain model (no reduced step) trained for `fraction` of the spec's epochs, at full
+    fidelity or (`search`) at the search's."""
     epochs = baseline_epochs(spec, fraction)
-    return spec.train.model_copy(update={"epochs": epochs, "schedule": Schedule("none")})
+    base = spec.search_train() if search else spec.train
+    return base.model_copy(update={"epochs": epochs, "schedule": Schedule("none")})
 
 
 def trial_config(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
     """Sample (or, for an enqueued baseline, fix) the trial's schedule and budget."""
     seed = spec.train.seed
     if is_baseline(trial):
-        return plain_config(spec, budget_fraction(trial))
+        return plain_config(spec, budget_fraction(trial), search=True)
     space = spec.space
     values = {name: _suggest(trial, name, getattr(space, name)) for name in SEARCHABLE}
     epochs = values.pop("epochs") or spec.train.epochs
@@ -43,4 +45,4 @@ def trial_config(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
         schedule = Schedule(**values, seed=seed)
     except ValueError as e:  # a sampled start above a sampled end: the trial fails with this
         raise ValueError(f"the sampled {e}; narrow the space so that start < end") from None
-    return spec.train.model_copy(update={"epochs": epochs, "schedule": schedule})
+    return spec.search_train().model_copy(update={"epochs": epochs, "schedule": schedule})

@@ -208,6 +208,19 @@ class BaselineSpec(BaseModel):
         return self
 
 
+class SearchFidelity(BaseModel):
+    """A cheaper search: these TrainConfig fields replace `train`'s for the search's trials and
+    its baselines; `dikd confirm` trains `train` as it is (full fidelity). Schedules are
+    fractions of training, so a pick carries over."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    subset: int | None = Field(None, gt=0)  # training images; None: train.subset
+    image_size: int | None = Field(None, gt=0)  # pixels a side; None: train.image_size
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class StudySpec(BaseModel):
     """One study: what to train, what to search, how, and for how long."""
 
@@ -223,6 +236,10 @@ class StudySpec(BaseModel):
     timeout_s: float | None = Field(None, gt=0)  # wall time of the whole study
     objective: Literal["wall", "flops"] = "wall"
     pruner: PrunerSpec = NoPruner()  # early stopping of search trials (searcher/_pruning.py)
+    search_fidelity: SearchFidelity = SearchFidelity()  # a cheaper search than `train`
+    # Schedules the search tries first (each a mapping of the space's searched fields, every
+    # one of them): known-good places to start, before the sampler proposes its own.
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -244,12 +261,20 @@ class StudySpec(BaseModel):
             raise ValueError("set n_trials or timeout_s (or both) to bound the study")
         if self.train.schedule.policy != "none":
             raise ValueError("train.schedule is searched: describe it under `space`, not `train`")
+        for index, schedule in enumerate(self.enqueue):
+            problem = _enqueue_problem(self.space, schedule)
+            if problem is not None:
+                raise ValueError(f"enqueue[{index}]: {problem}")
         baselines = len(set(self.baseline.fractions))
         if self.n_trials is not None and self.n_trials <= baselines:
             raise ValueError(
                 f"n_trials ({self.n_trials}) must exceed the {baselines} baseline trials"
             )
         return self
+
+    def search_train(self) -> TrainConfig:
+        """What the search's trials and baselines train: `train` at the search's fidelity."""
+        return self.train.model_copy(update=self.search_fidelity.overrides())
 
     def stored_form(self) -> dict[str, Any]:
         """What the study keeps, to refuse a resume with a different spec. Storage is left out:
@@ -263,6 +288,36 @@ class StudySpec(BaseModel):
 def _names_a_pruner(pruner: Any) -> bool:
     name = pruner.get("name") if isinstance(pruner, dict) else getattr(pruner, "name", None)
     return name is not None and name != "none"
+
+
+def searched_fields(space: Any) -> dict[str, Any]:
+    """The space's fields that are searched (a range or choices), by name."""
+    return {
+        name: value
+        for name in SEARCHABLE
+        if isinstance(value := getattr(space, name), (FloatRange, IntRange, Choices))
+    }
+
+
+def _enqueue_problem(space: Any, schedule: Any) -> str | None:
+    """What is wrong with an enqueued schedule: it must give every searched field a value the
+    space allows, and nothing else."""
+    fields = searched_fields(space)
+    if not isinstance(schedule, dict) or set(schedule) != set(fields):
+        return f"give exactly the searched fields ({', '.join(fields)}), as a mapping"
+    for name, value in schedule.items():
+        allowed = fields[name]
+        if isinstance(allowed, Choices):
+            ok = value in allowed.choices
+        else:
+            ok = _is_number(value) and allowed.low <= value <= allowed.high
+        if not ok:
+            return f"{name}={value!r} is outside the space; change it or the space"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def parse_spec(data: Any, source: str = "spec") -> StudySpec:

@@ -215,10 +215,15 @@ def baseline_fractions(spec: StudySpec) -> list[float]:
 def _set_up(study: optuna.Study, spec: StudySpec) -> None:
     """The baselines first and the spec last: a study with its spec attribute is complete.
     Finishes the set-up of a study whose creator stopped half-way (its baselines are kept)."""
-    present = {budget_fraction(t) for t in study.get_trials(deepcopy=False)}
+    trials = study.get_trials(deepcopy=False)
+    present = {budget_fraction(t) for t in trials}
     for fraction in baseline_fractions(spec):
         if fraction not in present:
             study.enqueue_trial({}, user_attrs={ROLE: BASELINE, BUDGET_FRACTION: fraction})
+    queued = [t.system_attrs.get("fixed_params") or t.params for t in trials]
+    for schedule in spec.enqueue:  # known-good schedules, before the sampler's own
+        if schedule not in queued:
+            study.enqueue_trial(schedule)
     study.set_metric_names([METRIC_NAMES[spec.objective], VAL_ACCURACY])
     study.set_user_attr(CREATED_ATTR, time.time())
     study.set_user_attr(SPEC_ATTR, spec.stored_form())

@@ -19,6 +19,13 @@ than `min_saving`: that is what `min_saving` is for.
 The sequential procedure looks after every seed from `min_seeds` to `max_seeds` and splits
 alpha evenly over those looks (Bonferroni): at each look it computes a one-sided Student-t bound
 at level alpha / looks on each side. The false-win rate over all looks is at most alpha.
+
+With `plain_runs="read-point"` each seed trains the plain model once, at a number of steps just
+above where d_s reads its curve. That one point (c_p, a_p) is read conservatively: at or below
+c_p the plain model reaches at least a_p (more budget can stop where less did), beyond it the
+chord from (0, 0) through the point, extended, which lies above a concave curve (OnePointCurve).
+`futility` stops a candidate, undecided, once a win is out of reach at `max_seeds`: a stop that
+never declares anything can only lower the false-win rate.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ MIN_SEEDS = 3
 MAX_SEEDS = 8
 ALPHA = 0.05
 MIN_SAVING = 0.05
+BUDGETS, READ_POINT = "budgets", "read-point"  # how a confirmation places its plain runs
+# Confirmations stored before these settings existed ran this way.
+LEGACY_SETTINGS = {"plain_runs": BUDGETS, "futility": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +58,14 @@ class Settings:
     max_seeds: int = MAX_SEEDS
     alpha: float = ALPHA
     min_saving: float = MIN_SAVING
+    # BUDGETS: the plain model at the whole-epoch budgets around the read point and the full
+    # one; READ_POINT: once, in steps, just above the read point (see the module's docstring).
+    plain_runs: str = READ_POINT
+    futility: bool = True  # stop a candidate undecided once a win is out of reach
 
     def __post_init__(self) -> None:
+        if self.plain_runs not in (BUDGETS, READ_POINT):
+            raise ValueError(f"plain_runs must be {BUDGETS} or {READ_POINT}, got {self.plain_runs}")
         if not 2 <= self.min_seeds <= self.max_seeds:
             raise ValueError(
                 f"seeds: need 2 <= min_seeds ({self.min_seeds}) <= max_seeds ({self.max_seeds})"
@@ -77,18 +93,47 @@ def _t_quantile(p: float, df: int) -> float:
     return float(stats.t.ppf(p, df))
 
 
+class OnePointCurve:
+    """The plain model known at one point (cost, accuracy), read so that it can only hide a
+    win: at or below its cost it reaches the point's accuracy (monotone); beyond it, the chord
+    from (0, 0) through the point, extended (above a concave curve that starts at or above 0).
+    The cost to reach an accuracy follows BudgetCurve's rule with (0, 0) as a first point: the
+    point's cost above its accuracy (a lower bound), the chord from (0, 0) below it."""
+
+    def __init__(self, point: tuple[float, float]) -> None:
+        self.cost, self.accuracy = point
+        if self.cost <= 0:
+            raise ValueError("a one-point plain curve needs a positive cost")
+
+    def accuracy_at(self, cost: float) -> float:
+        return self.accuracy if cost <= self.cost else self.accuracy * cost / self.cost
+
+    def cost_to_reach(self, accuracy: float) -> float | None:
+        if self.accuracy <= 0:
+            return None
+        return self.cost * min(1.0, max(0.0, accuracy) / self.accuracy)
+
+    def effective_speedup(self, cost: float, accuracy: float) -> float | None:
+        needed = self.cost_to_reach(accuracy)
+        return needed / cost if needed is not None and needed > 0 and cost > 0 else None
+
+
 @dataclasses.dataclass(frozen=True)
 class SeedResult:
-    """The paired numbers of one seed: the candidate's (cost, accuracy) and the plain model's
-    points, the full budget among them."""
+    """The paired numbers of one seed: the candidate's (cost, accuracy), the plain model's
+    points, and the full budget's cost (measured, or from a plain run's cost per step) and
+    accuracy (None when the full budget was not trained)."""
 
     seed: int
     cost: float
     accuracy: float
     plain: tuple[tuple[float, float], ...]
-    full: tuple[float, float]
+    full: tuple[float, float | None]
 
-    def curve(self) -> BudgetCurve:
+    def curve(self) -> BudgetCurve | OnePointCurve:
+        """The seed's plain model: a budget curve, or one read-point run (OnePointCurve)."""
+        if len(self.plain) == 1:
+            return OnePointCurve(self.plain[0])
         curve = BudgetCurve.from_points(self.plain, self.full)
         if len(curve.costs) < 2:
             raise ValueError("a plain-model curve needs at least two distinct costs")
@@ -147,6 +192,7 @@ class Look:
     verdict: str
     bound: Interval  # of d_s, at the look's Bonferroni level (one-sided on each side)
     more_seeds: int | None  # roughly how many more would decide, at the current mean and spread
+    futile: bool = False  # undecided, and a win out of reach at max_seeds: stopped
 
 
 def look(statistics: Sequence[float], settings: Settings) -> Look:
@@ -160,7 +206,17 @@ def look(statistics: Sequence[float], settings: Settings) -> Look:
         return Look(n, WIN, bound, 0)
     if bound.high < 0:
         return Look(n, LOSS, bound, 0)
-    return Look(n, UNDECIDED, bound, _seeds_to_decide(mean, sd, n, settings))
+    futile = (
+        settings.futility and n < settings.max_seeds and _win_out_of_reach(mean, sd, n, settings)
+    )
+    return Look(n, UNDECIDED, bound, _seeds_to_decide(mean, sd, n, settings), futile)
+
+
+def _win_out_of_reach(mean: float, sd: float, n: int, settings: Settings) -> bool:
+    """Even a true mean one standard error above the one seen would, with the spread seen, not
+    clear the win bound at `max_seeds`."""
+    m = settings.max_seeds
+    return mean + sd / math.sqrt(n) < settings.t_critical(m) * sd / math.sqrt(m)
 
 
 def _seeds_to_decide(mean: float, sd: float, n: int, settings: Settings) -> int | None:
@@ -175,18 +231,20 @@ def _seeds_to_decide(mean: float, sd: float, n: int, settings: Settings) -> int 
 
 
 def sequential_verdict(statistics: Sequence[float], settings: Settings) -> Look | None:
-    """Replay the looks over seeds in order: the first decided look stops the procedure, else
-    the last look so far. None before `min_seeds` seeds."""
+    """Replay the looks over seeds in order: the first decided (or futile) look stops the
+    procedure, else the last look so far. None before `min_seeds` seeds."""
     result = None
     for n in range(settings.min_seeds, min(len(statistics), settings.max_seeds) + 1):
         result = look(statistics[:n], settings)
-        if result.verdict != UNDECIDED:
+        if result.verdict != UNDECIDED or result.futile:
             return result
     return result
 
 
 def is_final(result: Look | None, settings: Settings) -> bool:
-    return result is not None and (result.verdict != UNDECIDED or result.n >= settings.max_seeds)
+    return result is not None and (
+        result.verdict != UNDECIDED or result.futile or result.n >= settings.max_seeds
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,8 +256,8 @@ class Summary:
     statistic: Interval  # d_s, 95%
     margin_pp: Interval  # accuracy above the plain model at the same cost, 95%
     effective_speedup: Interval | None  # geometric mean and 95% interval; None if undefined
-    time_ratio: Interval  # candidate cost / full-budget cost
-    accuracy_change_pp: Interval  # candidate accuracy - full-budget accuracy
+    time_ratio: Interval  # candidate cost / full-budget cost (measured or from cost per step)
+    accuracy_change_pp: Interval | None  # candidate accuracy - full-budget accuracy
     per_seed: tuple[dict[str, float | int | None], ...]
 
     @property
@@ -213,13 +271,16 @@ class Summary:
             "decided_at_seeds": self.decision.n if self.decision else None,
             "bound_pp": self.decision.bound.to_dict() if self.decision else None,
             "more_seeds_to_decide": self.decision.more_seeds if self.decision else None,
+            "futile": bool(self.decision and self.decision.futile),
             "statistic_pp": self.statistic.to_dict(),
             "margin_pp": self.margin_pp.to_dict(),
             "effective_speedup": self.effective_speedup.to_dict()
             if self.effective_speedup
             else None,
             "time_ratio": self.time_ratio.to_dict(),
-            "accuracy_change_pp": self.accuracy_change_pp.to_dict(),
+            "accuracy_change_pp": self.accuracy_change_pp.to_dict()
+            if self.accuracy_change_pp
+            else None,
             "per_seed": list(self.per_seed),
         }
         return out
@@ -236,6 +297,7 @@ def summarise(results: Sequence[SeedResult], settings: Settings) -> Summary:
     if speedups and all(s is not None and s > 0 for s in speedups):
         logs = mean_interval([math.log(s) for s in speedups])
         effective = Interval(*(math.exp(v) for v in (logs.mean, logs.low, logs.high)))
+    full_known = all(r.full[1] is not None for r in used)
     per_seed = tuple(
         {
             "seed": r.seed,
@@ -256,6 +318,8 @@ def summarise(results: Sequence[SeedResult], settings: Settings) -> Summary:
         margin_pp=mean_interval([r.margin_pp() for r in used]),
         effective_speedup=effective,
         time_ratio=mean_interval([r.cost / r.full[0] for r in used]),
-        accuracy_change_pp=mean_interval([100 * (r.accuracy - r.full[1]) for r in used]),
+        accuracy_change_pp=mean_interval([100 * (r.accuracy - r.full[1]) for r in used])
+        if full_known
+        else None,
         per_seed=per_seed,
     )

@@ -358,3 +358,27 @@ def test_eval_every_epoch_false_scores_only_the_final_model_and_changes_nothing_
     assert [e.val_accuracy is None for e in last.history] == [True, False]
     assert last.val_accuracy == every.val_accuracy
     assert [e.loss for e in last.history] == [e.loss for e in every.history]
+
+
+def test_step_fraction_trains_that_share_of_the_steps_with_the_lr_schedule_fitted_to_it(
+    monkeypatch,
+) -> None:
+    fitted: list[int] = []
+    real = train_module._make_lr_scheduler
+
+    def spy(config, optimizer, total_steps, steps_per_epoch):
+        fitted.append(total_steps)
+        return real(config, optimizer, total_steps, steps_per_epoch)
+
+    monkeypatch.setattr(train_module, "_make_lr_scheduler", spy)
+    config = TrainConfig(**{**SMALL, "epochs": 2})
+    full = train(config)
+    part = train(config.model_copy(update={"step_fraction": 0.7}))
+    steps = 2 * (1350 // 64)
+    assert full.total_steps == full.planned_steps == steps
+    assert part.total_steps == part.planned_steps == round(0.7 * steps)
+    assert fitted == [steps, round(0.7 * steps)]  # the cosine ends at the shorter run's end
+    assert len(part.history) == 2  # the last epoch ends early
+    assert part.flops == pytest.approx(full.full_step_flops * part.total_steps)
+    with pytest.raises(ConfigError, match="step_fraction"):
+        TrainConfig.from_dict({"step_fraction": 1.5})

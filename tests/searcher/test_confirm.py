@@ -16,7 +16,7 @@ from tiny import NULL_TRIAL, run_null_study
 
 from searcher._analysis import pareto_front
 from searcher._cli import cli
-from searcher._confirm import FIRST_SEED, choose_candidates, confirm, stored_settings
+from searcher._confirm import choose_candidates, confirm, first_seed, stored_settings
 from searcher._record import (
     CANDIDATE,
     CONFIRM_RUN,
@@ -48,7 +48,7 @@ def test_the_null_schedule_is_never_called_a_win(null_study) -> None:
     verdict = stored_verdicts(study)[NULL_TRIAL]
     assert verdict["verdict"] != "win"
     assert verdict["final"]
-    assert len(verdict["seeds"]) >= 3 and verdict["seeds"][0] == FIRST_SEED
+    assert len(verdict["seeds"]) >= 3 and verdict["seeds"][0] == first_seed(study) >= 10_000
     # Paired seeds: the null schedule computes exactly what the full-budget plain model does.
     for row in verdict["per_seed"]:
         assert row["test_accuracy"] == pytest.approx(row["full_test_accuracy"], abs=1e-9)
@@ -104,6 +104,15 @@ def test_changed_settings_are_refused_with_one_line(null_study) -> None:
     assert result.output.count("\n") == 1 and "would void its error rate" in result.output
 
 
+def test_the_plain_runs_and_futility_are_fixed_settings_too(null_study) -> None:
+    url, _ = null_study
+    args = ["confirm", "null", "--storage", url, "--trial", str(NULL_TRIAL), "--max-seeds", "4"]
+    for extra in (["--plain-runs", "budgets"], ["--no-futility"]):
+        result = CliRunner().invoke(cli, [*args, *extra])
+        assert result.exit_code == 2 and "would void its error rate" in result.output
+        assert "plain runs read-point, futility on" in result.output
+
+
 def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_seed(
     null_study,
 ) -> None:
@@ -120,8 +129,9 @@ def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_s
     confirmation = document["confirmation"]
     assert confirmation["split"] == "test"
     assert {"low", "high", "mean"} <= set(confirmation["margin_pp"])
-    assert confirmation["per_seed"][0]["seed"] == FIRST_SEED
-    assert document["train"]["seed"] == FIRST_SEED and document["train"]["test"] is True
+    first = confirmation["per_seed"][0]["seed"]
+    assert first == first_seed(open_study("null", url)[0])
+    assert document["train"]["seed"] == first and document["train"]["test"] is True
 
     retrain = runner.invoke(cli, ["train", "--config", str(out)])
     assert retrain.exit_code == 0, retrain.output
@@ -131,7 +141,7 @@ def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_s
 
 def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path) -> None:
     study, spec = open_study("null", run_null_study(tmp_path), heartbeat=True)
-    settings = stored_settings(study, Settings(min_seeds=3, max_seeds=3))
+    settings = stored_settings(study, Settings(min_seeds=3, max_seeds=3, plain_runs="budgets"))
     candidates = choose_candidates(study, spec, settings, 1, [NULL_TRIAL])
     runs_started = {"count": 0}
 
@@ -174,7 +184,8 @@ def test_two_processes_share_one_confirmation(tmp_path) -> None:
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0 and second.returncode == 0, (out, second.stdout, second.stderr)
     done = [t for t in _confirm_runs(study) if t.state == TrialState.COMPLETE]
-    assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 9
+    # 3 seeds x 2 runs: the candidate and one read-point plain run (the null's is the full one)
+    assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 6
     workers = {t.user_attrs[WORKER] for t in done}
     assert len(workers) == 2  # both trained
     for seed in {seed_of(t) for t in done}:  # a seed's runs stay on one worker

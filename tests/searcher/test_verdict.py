@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -10,22 +11,28 @@ from searcher._verdict import (
     LOSS,
     UNDECIDED,
     WIN,
+    OnePointCurve,
     SeedResult,
     Settings,
+    is_final,
     look,
     sequential_verdict,
     summarise,
 )
 
-SETTINGS = Settings()  # 3 to 8 seeds, alpha 0.05, min_saving 5%
+# 3 to 8 seeds, alpha 0.05, min_saving 5%; the looks alone (futility has tests of its own)
+SETTINGS = Settings(futility=False)
+FUTILITY = Settings(futility=True)
 
 
-def _simulate(true_mean: float, sd: float, runs: int, seed: int) -> dict[str, int]:
+def _simulate(
+    true_mean: float, sd: float, runs: int, seed: int, settings: Settings = SETTINGS
+) -> dict[str, int]:
     rng = random.Random(seed)
     counts = {WIN: 0, LOSS: 0, UNDECIDED: 0}
     for _ in range(runs):
-        draws = [rng.gauss(true_mean, sd) for _ in range(SETTINGS.max_seeds)]
-        counts[sequential_verdict(draws, SETTINGS).verdict] += 1
+        draws = [rng.gauss(true_mean, sd) for _ in range(settings.max_seeds)]
+        counts[sequential_verdict(draws, settings).verdict] += 1
     return counts
 
 
@@ -109,3 +116,73 @@ def test_settings_are_checked() -> None:
         Settings(min_seeds=5, max_seeds=4)
     with pytest.raises(ValueError, match="min_saving"):
         Settings(min_saving=1.0)
+
+
+def test_futility_only_stops_never_wins_and_keeps_most_of_the_power() -> None:
+    # Paired on the same draws: a futile stop ends a run that would otherwise go on, so every
+    # win with futility is a win without it (at the same look), and the null rate can only fall.
+    rng = random.Random(6)
+    for true_mean in (0.0, 1.0, 2.0):
+        wins_plain = wins_futile = seeds_plain = seeds_futile = 0
+        for _ in range(2000):
+            draws = [rng.gauss(true_mean, 1.0) for _ in range(8)]
+            plain, futile = sequential_verdict(draws, SETTINGS), sequential_verdict(draws, FUTILITY)
+            if futile.verdict == WIN:
+                assert plain.verdict == WIN and plain.n == futile.n
+            wins_plain += plain.verdict == WIN
+            wins_futile += futile.verdict == WIN
+            seeds_plain += plain.n
+            seeds_futile += futile.n
+        if true_mean == 0.0:
+            assert wins_futile / 2000 <= SETTINGS.alpha
+            assert seeds_futile < 0.8 * seeds_plain  # it saves seeds where there is no win
+        if true_mean == 2.0:
+            assert wins_futile >= 0.97 * wins_plain
+
+
+def test_futility_stops_a_hopeless_candidate_at_the_first_look() -> None:
+    result = sequential_verdict([-0.5, 0.2, -0.3, 9, 9, 9, 9, 9], FUTILITY)
+    assert result.n == 3 and result.verdict == UNDECIDED and result.futile
+    assert is_final(result, FUTILITY)
+    assert not sequential_verdict([-0.5, 0.2, -0.3], SETTINGS).futile
+
+
+def test_one_point_curve_is_read_so_that_it_can_only_hide_a_win() -> None:
+    curve = OnePointCurve((80.0, 0.80))
+    assert curve.accuracy_at(50.0) == 0.80  # below the point: at least its accuracy
+    assert curve.accuracy_at(100.0) == pytest.approx(1.0)  # beyond: the chord from (0, 0)
+    concave = [(x, 0.9 - 0.5 * 2.0 ** (-x / 20)) for x in range(1, 200)]
+    at = dict(concave)
+    for c in (20, 60, 100):
+        one = OnePointCurve((c, at[c]))
+        assert all(one.accuracy_at(x) >= a - 1e-12 for x, a in concave)
+
+
+def _concave(x: float) -> float:
+    """A plain model's accuracy against its cost (the full budget costs 1)."""
+    return 0.88 - 0.40 * math.exp(-3.2 * x)
+
+
+def _read_point_trial(
+    rng: random.Random, candidate_cost: float, gain: float, noise: float, time_noise: float
+) -> SeedResult:
+    """One seed of a read-point confirmation: the candidate `gain` above the plain model at
+    1 / 0.95 of its cost, the plain model once at 1.05 / 0.95 of the search's cost ratio."""
+    target = candidate_cost / 0.95
+    accuracy = _concave(target) + gain + rng.gauss(0, noise)
+    cost = candidate_cost * (1 + rng.gauss(0, time_noise))
+    plain_cost = 1.05 * target * (1 + rng.gauss(0, time_noise))
+    plain = (plain_cost, _concave(plain_cost) + rng.gauss(0, noise))
+    return SeedResult(0, cost, accuracy, (plain,), (plain_cost / (1.05 * target), None))
+
+
+@pytest.mark.parametrize("time_noise", [0.0, 0.05])
+def test_read_point_confirmation_false_win_rate_at_the_null_boundary(time_noise: float) -> None:
+    # At the boundary of the null (the candidate exactly as good as the plain model given
+    # 1 / 0.95 of its cost), with seed noise and a clock off by 5% a run.
+    rng = random.Random(7)
+    wins = 0
+    for _ in range(2000):
+        results = [_read_point_trial(rng, 0.6, 0.0, 0.01, time_noise) for _ in range(8)]
+        wins += summarise(results, FUTILITY).verdict == WIN
+    assert wins / 2000 <= FUTILITY.alpha
