@@ -32,6 +32,7 @@ from searcher._record import (
     candidate_of,
     stored_config,
 )
+from searcher._storage import confirmation_runs
 
 
 def _study_with(trials: list[dict]) -> optuna.Study:
@@ -195,7 +196,7 @@ def test_new_way_end_to_end_with_training_stood_in(tmp_path, monkeypatch) -> Non
     confirmed = runner.invoke(cli, ["confirm", "new", "--storage", url, "--max-seeds", "4"])
     assert confirmed.exit_code == 0, confirmed.output
     study = optuna.load_study(study_name="new", storage=url)
-    runs = list(completed_runs(study.get_trials(deepcopy=False)).values())
+    runs = list(completed_runs(confirmation_runs(study)).values())  # in the sibling study
     first = first_seed(study)
     assert first >= 10_000 and study.user_attrs[_confirm.FIRST_SEED_ATTR] == first
     share = round(0.6 / 0.95 * (1 + PLACEMENT_MARGIN), 4)

@@ -185,7 +185,7 @@ def test_the_confirmation_table_is_an_html_table_that_wraps(folder) -> None:
     results = [SeedResult(s, 0.7, 0.80 + 0.003 * (s % 3), plain, plain[-1]) for s in range(3)]
     settings = Settings()
     store_verdict(study, [Candidate(candidate, (0.5, 0.75, 1.0))],
-                  {candidate.number: summarise(results, settings)}, settings)  # fmt: skip
+                  {candidate.number: summarise(results, settings)}, settings, 1000)  # fmt: skip
     page = build_report(study, spec)
     table = page[page.index('<table class="verdicts">') :]
     table = table[: table.index("</table>")]

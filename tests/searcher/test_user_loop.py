@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from objectives import ALLOW_IMPORTS_ENV, _imports
 from searcher._cli import cli
+from searcher._confirm import first_seed
 from searcher._storage import confirmation_runs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme"
@@ -77,7 +78,8 @@ def test_the_example_searched_confirmed_exported_and_applied_again(acme, monkeyp
     assert confirm.exit_code == 0, confirm.output
     runs = confirmation_runs(study)
     assert runs and all(t.user_attrs["test_accuracy"] is not None for t in runs)
-    assert {t.user_attrs["train_config"]["seed"] for t in runs} == {1000, 1001}
+    first = first_seed(study)  # the study's own fresh seeds
+    assert {t.user_attrs["train_config"]["seed"] for t in runs} == {first, first + 1}
 
     pick = tmp_path / "pick.yaml"
     export = _dikd("export", "acme", "--storage", url, "--pick", f"trial:{candidate}",
