@@ -97,8 +97,10 @@ class OnePointCurve:
     """The plain model known at one point (cost, accuracy), read so that it can only hide a
     win: at or below its cost it reaches the point's accuracy (monotone); beyond it, the chord
     from (0, 0) through the point, extended (above a concave curve that starts at or above 0).
-    The cost to reach an accuracy follows BudgetCurve's rule with (0, 0) as a first point: the
-    point's cost above its accuracy (a lower bound), the chord from (0, 0) below it."""
+    The cost to reach an accuracy: at or above the point's, at least the point's cost (a lower
+    bound: all the point shows); below it, None: a concave curve may get there at almost no
+    cost, so one point shows no speedup there (the chord from (0, 0) would be an upper bound,
+    and print a speedup above 1 for a schedule that loses)."""
 
     def __init__(self, point: tuple[float, float]) -> None:
         self.cost, self.accuracy = point
@@ -109,9 +111,7 @@ class OnePointCurve:
         return self.accuracy if cost <= self.cost else self.accuracy * cost / self.cost
 
     def cost_to_reach(self, accuracy: float) -> float | None:
-        if self.accuracy <= 0:
-            return None
-        return self.cost * min(1.0, max(0.0, accuracy) / self.accuracy)
+        return self.cost if accuracy >= self.accuracy else None
 
     def effective_speedup(self, cost: float, accuracy: float) -> float | None:
         needed = self.cost_to_reach(accuracy)

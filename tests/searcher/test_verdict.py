@@ -156,6 +156,15 @@ def test_one_point_curve_is_read_so_that_it_can_only_hide_a_win() -> None:
     for c in (20, 60, 100):
         one = OnePointCurve((c, at[c]))
         assert all(one.accuracy_at(x) >= a - 1e-12 for x, a in concave)
+        # The cost to reach an accuracy is never above what the concave curve needs: at least
+        # the point's cost at or above its accuracy, nothing (no speedup) below it.
+        for x, a in concave:
+            needed = one.cost_to_reach(a)
+            assert needed is None or needed <= x + 1e-9
+    # A schedule that loses to the one plain run shows no effective speedup above 1 (the quickstart
+    # of 2026-12-05 printed 1.20x beside a loss before this rule).
+    lost = SeedResult(0, cost=13.8, accuracy=0.760, plain=((16.5, 0.782),), full=(27.0, None))
+    assert lost.margin_pp() < 0 and lost.effective_speedup() is None
 
 
 def _concave(x: float) -> float:
