@@ -160,7 +160,7 @@ def _ends(value: Any) -> tuple[float, float]:
 class SamplerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)  # samplers take seeds in [0, 2**32)
 
 
 class NoPruner(BaseModel):

@@ -70,3 +70,16 @@ def test_a_window_that_cannot_open_is_refused_in_one_line():
         parse_spec(_spec({"start": {"low": 0.6, "high": 0.9}, "end": 0.5}))
     assert "\n" not in str(info.value)
     assert parse_spec(_spec({"start": {"low": 0.2, "high": 0.9}, "end": 0.5}))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"sampler": {"seed": -1}}, "sampler.seed"),  # found by test_fuzz_specs: a traceback
+        ({"sampler": {"seed": 2**32}}, "sampler.seed"),
+    ],
+)
+def test_seeds_out_of_a_generators_range_are_one_line_errors(change, field):
+    with pytest.raises(ConfigError, match=f"field '{field}'") as info:
+        parse_spec({**_spec({}), **change})
+    assert "\n" not in str(info.value)
