@@ -96,6 +96,24 @@ def _fixed_val_split(
     return pool[chosen[: subset or len(pool)]], val
 
 
+def epoch_draws(
+    data: TrainingData, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """All of an epoch's random draws up front, on the generator's device: the order of the
+    training images, and (with `data.augment`) each one's crop offset and flip on `data.device`,
+    None where not drawn. Every data set draws them alike, so a seed means the same epoch."""
+    n, gen_device = data.info.train_size, generator.device
+    order = torch.randperm(n, generator=generator, device=gen_device)
+    shifts = flips = None
+    if data.augment:
+        shifts = torch.randint(0, 2 * data.pad + 1, (n, 2), generator=generator, device=gen_device)
+        shifts = shifts.to(data.device)
+        if data.flip:
+            flips = torch.randint(0, 2, (n,), generator=generator, device=gen_device)
+            flips = flips.to(data.device, dtype=torch.bool)
+    return order, shifts, flips
+
+
 def crop_flip(x: Tensor, pad: int, shifts: Tensor, flips: Tensor | None) -> Tensor:
     """Random crops of a zero-padded batch, mirrored where `flips`, in one gather.
 
@@ -159,19 +177,8 @@ class TensorData(TrainingData):
         self, batch_size: int, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
         steps = self.steps_per_epoch(batch_size)
-        n = self.info.train_size
-        # All of the epoch's random draws up front, on the generator's device, then one copy.
-        gen_device = generator.device
-        order = torch.randperm(n, generator=generator, device=gen_device)
+        order, shifts, flips = epoch_draws(self, generator)
         order = order.to(self.train_images.device)
-        shifts = flips = None
-        if self.augment:
-            shifts = torch.randint(
-                0, 2 * self.pad + 1, (n, 2), generator=generator, device=gen_device
-            ).to(self.device)
-            if self.flip:
-                flips = torch.randint(0, 2, (n,), generator=generator, device=gen_device)
-                flips = flips.to(self.device, dtype=torch.bool)
         parts = [slice(step * batch_size, (step + 1) * batch_size) for step in range(steps)]
         gathered = self._gathered(
             (self.train_images, self.train_labels), (order[part] for part in parts)

@@ -55,7 +55,7 @@ from objectives._imports import (
     load_entry_point,
     top_package,
 )
-from objectives._tensor_data import crop_flip, requested_split, split_tensor_data
+from objectives._tensor_data import crop_flip, epoch_draws, requested_split, split_tensor_data
 
 DATA_KEYWORDS = ("root", "data_seed", "image_size", "download")  # besides `request`
 _SPLITS = ("train", "val", "test")
@@ -446,17 +446,8 @@ class DatasetData(TrainingData):
         self, batch_size: int, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
         steps = self.steps_per_epoch(batch_size)
-        n = self.info.train_size
-        gen_device = generator.device
-        order = torch.randperm(n, generator=generator, device=gen_device).cpu()
-        shifts = flips = None
-        if self.augment:
-            shifts = torch.randint(
-                0, 2 * self.pad + 1, (n, 2), generator=generator, device=gen_device
-            ).to(self.device)
-            if self.flip:
-                flips = torch.randint(0, 2, (n,), generator=generator, device=gen_device)
-                flips = flips.to(self.device, dtype=torch.bool)
+        order, shifts, flips = epoch_draws(self, generator)
+        order = order.cpu()
         index = self.sources["train"][1]
         indices = [index[i] for i in order[: steps * batch_size].tolist()]
         batches = self._batches("train", indices, batch_size, drop_last=True)
