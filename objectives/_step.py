@@ -24,6 +24,20 @@ from objectives._reduce import (
 )
 
 
+def _vectorise_inductor_under_scalar_aten() -> None:
+    """With ATEN_CPU_CAPABILITY=default, torch's Inductor picks scalar C++ code but still emits
+    vector code for BatchNorm's reduction, which then fails to compile (torch 2.14). Its own
+    vector width (the CPU's widest) is independent of ATen's kernels, so it is set here."""
+    from torch._inductor import config
+    from torch._inductor.cpu_vec_isa import valid_vec_isa_list
+
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT" or config.cpp.simdlen is not None:
+        return
+    widths = [isa.bit_width() for isa in valid_vec_isa_list()]
+    if widths:
+        config.cpp.simdlen = widths[0]
+
+
 class _Stepper:
     """Runs one full or reduced forward pass of the model: the method's whole footprint."""
 
@@ -54,8 +68,10 @@ class _Stepper:
         if self.compile_mode is None:
             return self.model
         if scale not in self._compiled:
+            _vectorise_inductor_under_scalar_aten()
             self._compiled[scale] = torch.compile(self.model, dynamic=False, mode=self.compile_mode)
         return self._compiled[scale]
+
 
     def loss(
         self, x: torch.Tensor, y: torch.Tensor, scale: float, *, eager: bool = False

@@ -258,12 +258,6 @@ def _compile_test_cnn(num_classes: int, in_channels: int) -> torch.nn.Module:
     )
 
 
-@pytest.mark.skipif(
-    torch.backends.cpu.get_cpu_capability() == "DEFAULT",
-    reason="with ATEN_CPU_CAPABILITY=default, torch 2.14's Inductor emits at::vec code for "
-    "BatchNorm's Welford reduction in its scalar C++ and fails to compile it (a torch bug; "
-    "a cached compile from another run can hide it)",
-)
 def test_a_process_compiles_each_step_shape_once_across_trials(monkeypatch, tmp_path):
     """A worker's trials reuse the compiled steps: three trials, two graphs (full and
     reduced), each built in the first trial's warm-up, before its clock."""
