@@ -37,12 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from objectives import TrainConfig, train  # noqa: E402
 from searcher._analysis import baselines, derived_metrics  # noqa: E402
-from searcher._confirm import (  # noqa: E402
-    choose_candidates,
-    completed_runs,
-    confirm,
-    stored_settings,
-)
+from searcher._confirm import completed_runs, confirm  # noqa: E402
+from searcher._confirm_plan import choose_candidates, stored_settings  # noqa: E402
 from searcher._curve import BudgetCurve  # noqa: E402
 from searcher._payback import payback  # noqa: E402
 from searcher._record import (  # noqa: E402

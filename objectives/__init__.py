@@ -39,10 +39,11 @@ from objectives._errors import (
 )
 from objectives._imports import ALLOW_ENV as ALLOW_IMPORTS_ENV
 from objectives._imports import allow_imports, allowed_packages, user_packages
-from objectives._loop import LoopError, RunContext, ScheduledSteps, load_schedule
+from objectives._loop import LoopError, RunContext
 from objectives._models import build_model, list_models, register_model
 from objectives._reduce import downsample, pool_kernel, pooled_kernel_size, reduced
 from objectives._schedule import POLICIES, SCHEDULE_FIELDS, FieldRule, Schedule, window_problem
+from objectives._scheduled_steps import ScheduledSteps, load_schedule
 from objectives._train import (
     EpochRecord,
     TrainConfig,

@@ -22,9 +22,10 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from torch import Tensor
 
 from objectives._errors import ConfigError
 from objectives._image_cache import built_once
+
+if TYPE_CHECKING:
+    from objectives._data import LoadRequest
 
 FIELD = "field 'train.data'"
 SAMPLE_ITEMS = 16
@@ -291,3 +295,48 @@ def _differing(what: str, i: int, shape: tuple[int, ...], first: tuple[int, ...]
         f"{FIELD}: item {i} of {what} is {size} (C x H x W) but item 0 is "
         f"{'x'.join(map(str, first))}; {fix}"
     )
+
+
+# --- reading the user's Datasets, shared by the cached and the read-every-epoch path ---
+
+_NAMES = {
+    "train": "the training Dataset", "val": "the validation Dataset", "test": "the test Dataset"
+}  # fmt: skip
+
+
+def _item(dataset: Any, index: int, what: str) -> tuple[Tensor, int]:
+    try:
+        item = dataset[index]
+    except Exception as e:
+        reason = " ".join(str(e).split()) or "no message"
+        raise ConfigError(
+            f"{FIELD}: reading item {index} of {_NAMES[what]} raised {type(e).__name__}: "
+            f"{reason}; fix the Dataset's __getitem__"
+        ) from None
+    return checked_item(item, f"item {index} of {_NAMES[what]}")
+
+
+def _same(a: tuple[Tensor, int], b: tuple[Tensor, int]) -> bool:
+    return a[1] == b[1] and a[0].shape == b[0].shape and bool(torch.equal(a[0], b[0]))
+
+
+def _own_val(request: LoadRequest, datasets: Mapping[str, Any]) -> bool:
+    """Whether the validation split is the user's val Dataset: given, and no `val_size` asks for
+    a fixed sample of the training images (as image folders' val/)."""
+    return "val" in datasets and request.val_size is None
+
+
+def _train_val_index(request: LoadRequest, n: int, own_val: bool) -> tuple[Tensor, Tensor]:
+    """Training and validation indices into the training Dataset; with its own val Dataset only
+    `subset` chooses."""
+    from objectives._tensor_data import requested_split  # which imports the data registry
+
+    return requested_split(request, n, val_fraction=0.0 if own_val else None)
+
+
+def _in_units(images: Tensor, eight_bit: bool) -> Tensor:
+    """A split's stored images in the training split's units: 0-255 (uint8, or float32 for a
+    float split next to an 8-bit training split), or floats as given (uint8 as k/255)."""
+    if eight_bit:
+        return images if images.dtype == torch.uint8 else images * 255
+    return images.float() / 255 if images.dtype == torch.uint8 else images

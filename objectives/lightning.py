@@ -31,8 +31,8 @@ import lightning.pytorch as pl
 import torch
 
 from objectives._errors import ConfigError
-from objectives._loop import ScheduledSteps, load_schedule
 from objectives._schedule import Schedule
+from objectives._scheduled_steps import ScheduledSteps, load_schedule
 
 
 def _image_slot(batch: Any) -> Any:

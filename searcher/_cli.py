@@ -27,9 +27,10 @@ from searcher._analysis import PickError
 from searcher._confirm_cli import confirm_with_progress, settings_from_options
 from searcher._local_workers import _Progress, _run_local_workers
 from searcher._record import CONFIRM_SETTINGS_ATTR, CONFIRMATION_OF_ATTR
+from searcher._secrets import mask_password
 from searcher._shipped import find_spec, load_spec_file, specs_command
 from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
-from searcher._storage import mask_password, open_storage
+from searcher._storage import open_storage
 from searcher._study import TrialsKeepFailingError
 
 QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 8 minutes on 2 cores

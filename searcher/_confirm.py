@@ -1,7 +1,7 @@
 """`dikd confirm`: re-train the study's best candidates and the plain model over fresh seeds,
 paired, scored on the test split, until a sequential verdict (searcher/_verdict.py) is reached.
 
-Every run is a trial (role `confirm`) of the study's sibling study (`_storage.confirmation_study`:
+Every run is a trial (role `confirm`) of the study's sibling study (`_confirm_study.py`:
 the search study's own trials stay the search alone), keyed by its seed and what it trains, so a
 killed confirmation resumes without re-training finished runs and several processes can share
 the work: each takes a seed no live process is on, and trains that seed's runs back to back on
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import threading
 import time
 import warnings
@@ -23,8 +22,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import ConfigError, TrainConfig, TrainResult, check_data, train
-from searcher._analysis import baselines, derived_metrics, pareto_front
+from objectives import TrainConfig, TrainResult, check_data, train
+from searcher._confirm_plan import (
+    FIRST_SEED_ATTR,
+    Candidate,
+    Run,
+    first_seed,
+)
+from searcher._confirm_study import confirmation_runs, confirmation_study
 from searcher._optuna_internals import create_trial_in_storage, storage_trial_id
 from searcher._record import (
     BUDGET_FRACTION,
@@ -39,26 +44,17 @@ from searcher._record import (
     accuracy_on_test,
     budget_fraction,
     config_attrs,
-    is_baseline,
     is_confirm,
     result_attrs,
-    searched,
     seed_of,
     stored_config,
     stored_verdicts,
 )
 from searcher._space import plain_config
 from searcher._spec import StudySpec
-from searcher._storage import (
-    confirmation_runs,
-    confirmation_study,
-    heartbeat_interval,
-    rdb_storage,
-    set_user_attrs,
-)
-from searcher._study import CREATED_ATTR, baseline_fractions, default_worker_id
+from searcher._storage import heartbeat_interval, rdb_storage, set_user_attrs
+from searcher._study import default_worker_id
 from searcher._verdict import (
-    LEGACY_SETTINGS,
     READ_POINT,
     SeedResult,
     Settings,
@@ -67,159 +63,9 @@ from searcher._verdict import (
     summarise,
 )
 
-# Confirmations stored before each study had its own seeds used 1000, 1001, ... (still read so).
-LEGACY_FIRST_SEED = 1000
-FIRST_SEED_ATTR = "dikd_confirm_first_seed"
-# A read-point plain run trains this much more than where the statistic reads its curve, so
-# that its measured cost usually lands above the read point despite the clock's noise.
-PLACEMENT_MARGIN = 0.05
-
 
 class ConfirmationFailedError(RuntimeError):
     """A confirmation run failed: the verdict cannot be reached until it is fixed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One confirmation training: the plain model at a budget fraction, or a candidate."""
-
-    seed: int
-    candidate: int | None = None  # the search trial's number; None: the plain model
-    fraction: float | None = None  # the plain model's share of the epochs
-    steps: float | None = None  # or its share of the full budget's steps (a read-point run)
-
-    @property
-    def key(self) -> str:
-        if self.candidate is not None:
-            what = f"trial {self.candidate}"
-        elif self.steps is not None:
-            what = f"plain steps {self.steps:.4f}"
-        else:
-            what = f"plain {self.fraction}"
-        return f"seed {self.seed}: {what}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    trial: FrozenTrial
-    fractions: tuple[float, ...]  # the plain model's whole-epoch budgets it is compared with
-    steps: float | None = None  # and the step share of its read-point plain run, if any
-
-    @property
-    def number(self) -> int:
-        return self.trial.number
-
-    def runs(self, seed: int) -> list[Run]:
-        plain = [Run(seed, fraction=f) for f in self.fractions]
-        if self.steps is not None:
-            plain.append(Run(seed, steps=self.steps))
-        return [Run(seed, self.number), *plain]
-
-
-def first_seed(study: optuna.Study) -> int:
-    """The study's first confirmation seed: its own, derived from its name and creation time
-    (a pick that an earlier study's confirmation favoured is confirmed on seeds that one did not
-    use); 1000 for studies confirmed before studies had their own."""
-    stored = study.user_attrs.get(FIRST_SEED_ATTR)
-    if stored is not None:
-        return int(stored)
-    if CONFIRM_SETTINGS_ATTR in study.user_attrs:
-        return LEGACY_FIRST_SEED
-    made = f"{study.study_name}/{study.user_attrs.get(CREATED_ATTR)}".encode()
-    return 10_000 + int(hashlib.sha256(made).hexdigest()[:12], 16) % 1_000_000_000
-
-
-def stored_settings(study: optuna.Study, settings: Settings | None) -> Settings:
-    """The study's confirmation settings: those of its first confirmation (`confirm` stores
-    them), refused if changed later, since a procedure's error rate holds only for settings
-    fixed before the data. `settings` (None: the defaults) for a study not confirmed yet."""
-    stored = study.user_attrs.get(CONFIRM_SETTINGS_ATTR)
-    if stored is None:
-        return settings or Settings()
-    kept = Settings(**{**LEGACY_SETTINGS, **stored})
-    if settings is not None and settings != kept:
-        raise ConfigError(
-            f"study '{study.study_name}' was confirmed with {_describe(kept)}; a confirmation "
-            f"with {_describe(settings)} would void its error rate: drop the options"
-        )
-    return kept
-
-
-def _describe(s: Settings) -> str:
-    return (
-        f"seeds {s.min_seeds}-{s.max_seeds}, alpha {s.alpha:g}, min_saving {s.min_saving:g}, "
-        f"plain runs {s.plain_runs}, futility {'on' if s.futility else 'off'}"
-    )
-
-
-def choose_candidates(
-    study: optuna.Study, spec: StudySpec, settings: Settings, top: int, numbers: list[int]
-) -> list[Candidate]:
-    """`numbers` (search trials), else the `top` search trials of the front by effective
-    speedup against the search's budget curve."""
-    trials = searched(study.get_trials(deepcopy=False))
-    done = {t.number: t for t in trials if t.state == TrialState.COMPLETE}
-    if numbers:
-        chosen = []
-        for number in numbers:
-            trial = done.get(number)
-            if trial is None or is_baseline(trial):
-                raise ConfigError(
-                    f"trial {number} of '{study.study_name}' is not a completed search trial; "
-                    "pick one from `dikd study show`"
-                )
-            chosen.append(trial)
-    else:
-        front = [t for t in pareto_front(list(done.values())) if not is_baseline(t)]
-        if not front:
-            raise ConfigError(
-                f"study '{study.study_name}' has no completed search trial on its front yet; "
-                "run the study first"
-            )
-
-        def speedup(t: FrozenTrial) -> float:
-            return derived_metrics(t, trials)["effective_speedup"] or 0.0
-
-        chosen = sorted(front, key=lambda t: (-speedup(t), t.number))[:top]
-    curve = {budget_fraction(t): t.values[0] for t in baselines(done.values())}
-    if settings.plain_runs == READ_POINT and 1.0 in curve:
-        return [_read_point_candidate(t, curve, spec, settings) for t in chosen]
-    return [Candidate(t, _fractions(t.values[0], curve, spec, settings)) for t in chosen]
-
-
-def _read_point_candidate(
-    trial: FrozenTrial, curve: dict[float, float], spec: StudySpec, settings: Settings
-) -> Candidate:
-    """One plain run per seed, in steps, just above where the statistic reads the curve: 1 /
-    (1 - min_saving) of the candidate's cost by the search's measured ratio, plus a margin;
-    the full budget when that reaches it. (A user's own training loop would train whole
-    epochs only: then the whole-epoch budgets.)"""
-    share = trial.values[0] / curve[1.0] / (1 - settings.min_saving) * (1 + PLACEMENT_MARGIN)
-    if share >= 1.0:
-        return Candidate(trial, (1.0,))
-    if getattr(spec.train, "loop", None) is not None:
-        return Candidate(trial, _fractions(trial.values[0], curve, spec, settings))
-    return Candidate(trial, (), round(share, 4))
-
-
-def _fractions(
-    cost: float, curve: dict[float, float], spec: StudySpec, settings: Settings
-) -> tuple[float, ...]:
-    """The plain-model budgets that bracket the candidate's cost and 1 / (1 - min_saving) of
-    it (where the verdict reads the curve), by the search's measured costs, and the full one."""
-    fractions = baseline_fractions(spec)
-    known = [f for f in fractions if f in curve]
-    if len(known) < 2:
-        return tuple(fractions)
-    target = cost / (1 - settings.min_saving)
-    below = [f for f in known if curve[f] <= cost]
-    above = [f for f in known if curve[f] >= target]
-    low = max(below) if below else known[0]
-    high = min(above) if above else known[-1]
-    chosen = {f for f in known if low <= f <= high} | {1.0}
-    if len(chosen) < 2:  # a candidate dearer than the full budget: the curve's last segment
-        chosen.add(known[-2])
-    return tuple(sorted(chosen))
 
 
 def completed_runs(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:

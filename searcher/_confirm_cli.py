@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from objectives import ConfigError
-from searcher._storage import mask_password
+from searcher._secrets import mask_password
 
 
 def settings_from_options(min_seeds, max_seeds, min_saving, alpha, plain_runs=None, futility=None):
@@ -30,12 +30,8 @@ def settings_from_options(min_seeds, max_seeds, min_saving, alpha, plain_runs=No
 def confirm_with_progress(study, spec, numbers, top, settings):
     """Confirm the chosen candidates with a progress bar and a line per run, publish to the
     dashboard whatever happens, and print the verdict table; a failed run exits 1."""
-    from searcher._confirm import (
-        ConfirmationFailedError,
-        choose_candidates,
-        confirm,
-        stored_settings,
-    )
+    from searcher._confirm import ConfirmationFailedError, confirm
+    from searcher._confirm_plan import choose_candidates, stored_settings
     from searcher._confirm_view import publish
     from searcher._format import show_verdicts
 

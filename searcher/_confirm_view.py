@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from searcher._analysis import baselines, derived_metrics, pareto_front
 from searcher._confirm import completed_runs
+from searcher._confirm_study import confirmation_runs, confirmation_study
 from searcher._format import describe_schedule, times_text, verdict_rows
 from searcher._optuna_internals import storage_trial_id
 from searcher._payback import payback
@@ -30,7 +31,6 @@ from searcher._record import (
     verdict_procedure,
 )
 from searcher._spec import StudySpec
-from searcher._storage import confirmation_runs, confirmation_study
 from searcher._verdict import mean_interval
 
 FIGURE_ID = "dikd-verdict"

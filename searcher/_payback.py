@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from objectives import ConfigError
 from searcher._confirm import full_cost_of
+from searcher._confirm_study import confirmation_runs, confirmation_study
 from searcher._pruning import curve_of
 from searcher._record import (
     VERDICT_ATTR,
@@ -35,7 +36,6 @@ from searcher._record import (
     stored_config,
     stored_verdicts,
 )
-from searcher._storage import confirmation_runs, confirmation_study
 from searcher._study import load_study_spec
 
 

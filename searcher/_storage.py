@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import warnings
 from typing import Any
-from urllib.parse import quote
 
 import optuna
 import sqlalchemy
@@ -32,15 +30,13 @@ from searcher._optuna_internals import (
 )
 from searcher._record import (
     CONFIRM,
-    CONFIRM_STUDY_ATTR,
-    CONFIRM_SUFFIX,
-    CONFIRMATION_OF_ATTR,
     OVER_BUDGET,
     RETRY_HISTORY,
     RETRY_OF,
     ROLE,
     is_confirm,
 )
+from searcher._secrets import mask_password, redact
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
@@ -61,44 +57,6 @@ PG_KEEPALIVES = {
     "keepalives_count": 3,
 }
 _URL_HELP = "use sqlite:///FILE.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
-
-# scheme://user:password@ -- the password runs to the last '@' of the URL (a raw '@' in a
-# password is a user error that must not leak either).
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
-# password=... as a URL query parameter (?password=, &password=) or a libpq key=value pair
-# (`host=h password=secret`, or quoted: password='a b'); also passwd= and pwd=.
-_KEY_PASSWORD = re.compile(
-    r"(?P<head>(?<![A-Za-z0-9_])(?:password|passwd|pwd)\s*=\s*)"
-    r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;'\"]+)",
-    re.IGNORECASE,
-)
-
-
-def mask_password(text: str) -> str:
-    """Every password in `text` masked as `***`, whatever its form: `scheme://user:secret@`,
-    a `?password=secret` query parameter, or a libpq `password=secret` pair."""
-    return _KEY_PASSWORD.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***@", text))
-
-
-def redact(text: str, url: str) -> str:
-    """`text` with the password of `url` masked: inside URLs and wherever it appears verbatim."""
-    text = mask_password(text)
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return text
-    passwords = [parsed.password] + [
-        value
-        for key, values in parsed.query.items()
-        if key.lower() in ("password", "passwd", "pwd")
-        for value in ([values] if isinstance(values, str) else values)
-    ]
-    for password in passwords:
-        if password and len(str(password)) >= 4:  # shorter ones would mask ordinary words
-            for form in {str(password), quote(str(password), safe="")}:
-                text = text.replace(form, "***")
-    return text
-
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a heartbeat-stale trial (same parameters, queued as WAITING), which
@@ -422,66 +380,15 @@ def study_names(storage: RDBStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
 
-def search_study_name(storage: RDBStorage, name: str) -> str:
-    """The search study `name` stands for: itself, or the study whose confirmation runs it
-    holds (the two are one study to every command)."""
-    for s in storage.get_all_studies():
-        if s.study_name == name:
-            return s.user_attrs.get(CONFIRMATION_OF_ATTR, name)
-    return name
-
-
-def confirmation_study(study: optuna.Study, *, create: bool = False) -> optuna.Study | None:
-    """Where `study`'s confirmation runs live: the sibling study it names, so that the search
-    study's trials (and every figure optuna-dashboard draws of them) are the search alone; or
-    the study itself, for one confirmed before siblings existed (its runs stay where they are).
-    None when there is none yet, unless `create`."""
-    storage = storage_of(study)
-    name = study.user_attrs.get(CONFIRM_STUDY_ATTR)
-    if name is not None:
-        return optuna.load_study(study_name=name, storage=storage)
-    if any(is_confirm(t) for t in study.get_trials(deepcopy=False)):
-        return study
-    if not create:
-        return None
-    name = study.study_name + CONFIRM_SUFFIX
-    sibling = optuna.create_study(
-        study_name=name, storage=storage, directions=study.directions, load_if_exists=True
-    )
-    if sibling.user_attrs.get(CONFIRMATION_OF_ATTR, study.study_name) != study.study_name:
-        raise ConfigError(
-            f"study '{name}' holds another study's confirmation runs; rename study "
-            f"'{study.study_name}' in its spec to confirm it"
-        )
-    sibling.set_user_attr(CONFIRMATION_OF_ATTR, study.study_name)
-    if study.metric_names:
-        sibling.set_metric_names(study.metric_names)
-    study.set_user_attr(CONFIRM_STUDY_ATTR, name)
-    return sibling
-
-
-def confirmation_runs(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The confirmation runs of the search study `study`, wherever they live."""
-    runs = confirmation_study(study)
-    if runs is None:
-        return []
-    return [t for t in runs.get_trials(deepcopy=False) if is_confirm(t)]
-
-
 __all__ = [
     "RetryStaleTrial",
-    "confirmation_runs",
-    "confirmation_study",
-    "search_study_name",
     "count_trials",
     "set_user_attrs",
     "error_reason",
     "fail_trials_without_heartbeat",
     "heartbeat_interval",
     "heartbeat_settings",
-    "mask_password",
     "open_storage",
-    "redact",
     "running_trials_with_heartbeat",
     "storage_error",
     "study_names",

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from objectives import ConfigError, TrainResult, train
+from searcher._confirm_study import search_study_name
 from searcher._optuna_internals import FilteredStudy, is_tell_of_finished_trial
 from searcher._pruning import EpochReporter
 from searcher._record import (
@@ -35,16 +36,15 @@ from searcher._record import (
     is_search,
     result_attrs,
 )
+from searcher._secrets import mask_password
 from searcher._space import baseline_epochs, trial_config
 from searcher._spec import StudySpec, parse_spec
 from searcher._storage import (
     count_trials,
     fail_trials_without_heartbeat,
     heartbeat_interval,
-    mask_password,
     open_storage,
     running_trials_with_heartbeat,
-    search_study_name,
     set_user_attrs,
     study_names,
 )

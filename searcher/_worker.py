@@ -20,7 +20,8 @@ import optuna
 from tqdm import tqdm
 
 from objectives import check_data
-from searcher._storage import error_reason, redact, storage_error
+from searcher._secrets import redact
+from searcher._storage import error_reason, storage_error
 from searcher._study import TrialsKeepFailingError, default_worker_id, open_study, run_trials
 
 EXIT_STORAGE_LOST = 1

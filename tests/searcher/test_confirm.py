@@ -16,7 +16,9 @@ from tiny import NULL_TRIAL, run_null_study
 
 from searcher._analysis import pareto_front
 from searcher._cli import cli
-from searcher._confirm import choose_candidates, confirm, first_seed, stored_settings
+from searcher._confirm import confirm
+from searcher._confirm_plan import choose_candidates, first_seed, stored_settings
+from searcher._confirm_study import confirmation_runs, confirmation_study
 from searcher._record import (
     CANDIDATE,
     CONFIRM_RUN,
@@ -28,7 +30,7 @@ from searcher._record import (
     stored_verdicts,
 )
 from searcher._spec import STORAGE_ENV
-from searcher._storage import confirmation_runs, confirmation_study, count_trials
+from searcher._storage import count_trials
 from searcher._study import BUDGET_STATES, open_study
 from searcher._verdict import Settings
 

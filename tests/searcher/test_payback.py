@@ -15,7 +15,9 @@ from tiny import TINY_TRAIN, stand_in_result, tiny_spec
 
 from searcher import _confirm, _study
 from searcher._cli import cli
-from searcher._confirm import PLACEMENT_MARGIN, completed_runs, first_seed
+from searcher._confirm import completed_runs
+from searcher._confirm_plan import FIRST_SEED_ATTR, PLACEMENT_MARGIN, first_seed
+from searcher._confirm_study import confirmation_runs
 from searcher._payback import payback
 from searcher._record import (
     BASELINE,
@@ -32,7 +34,6 @@ from searcher._record import (
     candidate_of,
     stored_config,
 )
-from searcher._storage import confirmation_runs
 
 
 def _study_with(trials: list[dict]) -> optuna.Study:
@@ -198,7 +199,7 @@ def test_new_way_end_to_end_with_training_stood_in(tmp_path, monkeypatch) -> Non
     study = optuna.load_study(study_name="new", storage=url)
     runs = list(completed_runs(confirmation_runs(study)).values())  # in the sibling study
     first = first_seed(study)
-    assert first >= 10_000 and study.user_attrs[_confirm.FIRST_SEED_ATTR] == first
+    assert first >= 10_000 and study.user_attrs[FIRST_SEED_ATTR] == first
     share = round(0.6 / 0.95 * (1 + PLACEMENT_MARGIN), 4)
     assert sorted(r.user_attrs[CONFIRM_RUN] for r in runs) == sorted(
         f"seed {first + i}: {what}"

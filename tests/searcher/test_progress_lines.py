@@ -18,9 +18,9 @@ from tiny import stand_in_result, tiny_spec
 from objectives import TrainConfig, TrainResult
 from searcher import _confirm, _study
 from searcher._cli import cli
+from searcher._confirm_study import confirmation_runs
 from searcher._local_workers import _Progress
 from searcher._spec import parse_spec
-from searcher._storage import confirmation_runs
 
 
 def fake_train(config: TrainConfig, on_epoch=None) -> TrainResult:

@@ -15,7 +15,7 @@ from tiny import TINY_TRAIN
 from objectives._errors import ConfigError
 from searcher._analysis import PickError, pareto_front, pick
 from searcher._cli import cli
-from searcher._confirm import choose_candidates
+from searcher._confirm_plan import choose_candidates
 from searcher._format import show_study
 from searcher._record import PARTIAL, PRUNED_REASON, is_baseline
 from searcher._report import build_report

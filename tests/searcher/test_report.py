@@ -16,7 +16,8 @@ from tiny import stand_in_result, tiny_spec
 
 from objectives import TrainConfig, TrainResult
 from searcher import _study
-from searcher._confirm import Candidate, store_verdict
+from searcher._confirm import store_verdict
+from searcher._confirm_plan import Candidate
 from searcher._figures import hypervolume_2d
 from searcher._pruning_view import learning_curves_figure
 from searcher._report import build_report, write_report

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from postgres import started_for_tests
 
 from objectives import ConfigError
+from searcher._secrets import mask_password, redact
 from searcher._storage import (
     MAX_RETRY,
     PG_POOL,
@@ -21,9 +22,7 @@ from searcher._storage import (
     RetryStaleTrial,
     error_reason,
     heartbeat_settings,
-    mask_password,
     open_storage,
-    redact,
     running_trials_with_heartbeat,
     storage_error,
 )

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from objectives import ALLOW_IMPORTS_ENV, _imports
 from searcher._cli import cli
-from searcher._confirm import first_seed
-from searcher._storage import confirmation_runs
+from searcher._confirm_plan import first_seed
+from searcher._confirm_study import confirmation_runs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme"
 TINY_PARAMS = {"batch_size": 64, "train_size": 256, "val_size": 200, "test_size": 200}
