@@ -54,11 +54,11 @@ clean:
 # Mutation testing of the core (not part of `make test`; about an hour on two cores): the
 # method, the schedule, the analysis and the budget logic. Configured in pyproject.toml's
 # [tool.mutmut]; one worker, so that the machine stays usable. Scores: benchmarks/README.md.
-MUTANTS := 'objectives._reduce.*' 'objectives._schedule.*' 'searcher._analysis.*' \
-	'searcher._study.x_budget_left__mutmut_*' 'searcher._study.x__time_up__mutmut_*' \
-	'searcher._study.x__wait_for_running__mutmut_*' \
-	'searcher._study.xǁ_Objectiveǁobjective__mutmut_*' \
-	'searcher._storage.x_count_trials__mutmut_*' 'searcher._storage.x__not_confirmation__mutmut_*'
+MUTANTS := 'objectives._reduce.*' 'objectives._schedule.*' 'searcher.verdict.front.*' \
+	'searcher.study.search.x_budget_left__mutmut_*' 'searcher.study.search.x__time_up__mutmut_*' \
+	'searcher.study.search.x__wait_for_running__mutmut_*' \
+	'searcher.study.search.xǁ_Objectiveǁobjective__mutmut_*' \
+	'searcher.study.storage.x_count_trials__mutmut_*' 'searcher.study.storage.x__not_confirmation__mutmut_*'
 
 mutation: setup
 	$(VENV)/bin/mutmut run --max-children 1 $(MUTANTS)

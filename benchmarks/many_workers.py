@@ -80,7 +80,7 @@ def main() -> int:
 
     from objectives import allow_imports
     from searcher import create_or_resume, open_study, parse_spec
-    from searcher._storage import rdb_storage
+    from searcher.study.storage import rdb_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -97,10 +97,7 @@ def main() -> int:
 
     # fork: the workers share the parent's imports (torch included) instead of each paying them.
     context = multiprocessing.get_context("fork")
-    workers = [
-        context.Process(target=_worker, args=(i, url, folder))
-        for i in range(args.workers)
-    ]
+    workers = [context.Process(target=_worker, args=(i, url, folder)) for i in range(args.workers)]
     start = time.perf_counter()
     for w in workers:
         w.start()

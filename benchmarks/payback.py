@@ -36,12 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from objectives import TrainConfig, train  # noqa: E402
-from searcher._analysis import baselines, derived_metrics  # noqa: E402
-from searcher._confirm import completed_runs, confirm  # noqa: E402
-from searcher._confirm_plan import choose_candidates, stored_settings  # noqa: E402
-from searcher._curve import BudgetCurve  # noqa: E402
-from searcher._payback import payback  # noqa: E402
-from searcher._record import (  # noqa: E402
+from searcher.study.record import (  # noqa: E402
     budget_fraction,
     candidate_of,
     is_baseline,
@@ -51,9 +46,14 @@ from searcher._record import (  # noqa: E402
     stored_config,
     stored_verdicts,
 )
-from searcher._spec import parse_spec  # noqa: E402
-from searcher._study import create_or_resume, run_trials  # noqa: E402
-from searcher._verdict import BUDGETS, Settings  # noqa: E402
+from searcher.study.search import create_or_resume, run_trials  # noqa: E402
+from searcher.study.spec import parse_spec  # noqa: E402
+from searcher.verdict.confirmation import completed_runs, confirm  # noqa: E402
+from searcher.verdict.curve import BudgetCurve  # noqa: E402
+from searcher.verdict.front import baselines, derived_metrics  # noqa: E402
+from searcher.verdict.payback import payback  # noqa: E402
+from searcher.verdict.plan import choose_candidates, stored_settings  # noqa: E402
+from searcher.verdict.statistics import BUDGETS, Settings  # noqa: E402
 
 NEW_SPEC = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
 # The quickstart spec before issue 18 (commit 07c9141).
@@ -62,7 +62,7 @@ OLD_SPEC = {
     "baseline": {"fractions": [0.25, 0.5, 0.75, 1.0]},
     "n_trials": 12,
 }
-MAX_SEEDS = 4  # the quickstart's (searcher/_cli.py)
+MAX_SEEDS = 4  # the quickstart's (searcher/cli.py)
 SETTINGS = {
     "old": Settings(max_seeds=MAX_SEEDS, plain_runs=BUDGETS, futility=False),
     "new": Settings(max_seeds=MAX_SEEDS),

@@ -1,4 +1,4 @@
-"""Published effective speedups re-read with the one budget curve (`searcher/_curve.py`).
+"""Published effective speedups re-read with the one budget curve (`searcher/verdict/curve.py`).
 
 Until 2026-12-05 the confirmation extended the plain model's last segment to find the cost it
 needs for an accuracy above its best point; the curve now reads the last point's cost there (a
@@ -15,8 +15,8 @@ import math
 
 from scipy import optimize
 
-from searcher._curve import BudgetCurve, monotone_points
-from searcher._verdict import mean_interval
+from searcher.verdict.curve import BudgetCurve, monotone_points
+from searcher.verdict.statistics import mean_interval
 
 
 def old_cost_to_reach(points: list[tuple[float, float]], accuracy: float) -> float | None:

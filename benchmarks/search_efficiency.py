@@ -3,7 +3,7 @@ stopping, replayed from recorded learning curves so that a whole search runs in 
 
 A trial is answered from benchmarks/replay_table.json (benchmarks/record_replay_table.py), the
 nearest grid point's per-epoch (FLOPs, accuracy) curve; a pruner sees the same partial results
-a dikd study stores and decides with the same code (searcher/_pruning.py). Every search starts,
+a dikd study stores and decides with the same code (searcher/study/pruning.py). Every search starts,
 as a dikd study does, with the plain model at 1/4, 1/2, 3/4 and all of the epochs.
 
 Compared over seeds: random search, TPE, NSGA-II (dikd's samplers), TPE with each pruner, random
@@ -30,9 +30,9 @@ import numpy as np
 import optuna
 import plotly.graph_objects as go
 
-from searcher._figures import hypervolume_2d
-from searcher._pruning import MOASHA, Curve, Dominance, Pruner
-from searcher._spec import DominancePruner, MOASHAPruner
+from searcher.study.pruning import MOASHA, Curve, Dominance, Pruner
+from searcher.study.spec import DominancePruner, MOASHAPruner
+from searcher.views.figures import hypervolume_2d
 
 TABLE = Path(__file__).resolve().parent / "replay_table.json"
 TOLERANCE = 0.02  # "the same hypervolume": within 2%
@@ -211,7 +211,7 @@ def methods(
     mo_asha = MOASHA(MOASHAPruner(name="mo-asha"))
     late_asha = MOASHA(MOASHAPruner(name="mo-asha", min_epoch=2))
 
-    def tpe() -> optuna.samplers.BaseSampler:  # as dikd's studies (searcher/_study.py)
+    def tpe() -> optuna.samplers.BaseSampler:  # as dikd's studies (searcher/study/search.py)
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, constant_liar=True, n_startup_trials=5
         )

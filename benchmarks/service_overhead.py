@@ -22,11 +22,11 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-import searcher._study as study_module
+import searcher.study.search as study_module
 from objectives import TrainResult
 from searcher import create_or_resume, parse_spec, run_trials
-from searcher._storage import open_storage
-from searcher._study import base_sampler
+from searcher.study.search import base_sampler
+from searcher.study.storage import open_storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from searcher._verdict import (  # noqa: E402
+from searcher.verdict.statistics import (  # noqa: E402
     BUDGETS,
     READ_POINT,
     WIN,

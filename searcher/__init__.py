@@ -1,14 +1,14 @@
 """dikd's search service: Optuna multi-objective studies over downsampling schedules."""
 
-from searcher._analysis import PickError, derived_metrics, pareto_front, pick
-from searcher._curve import BudgetCurve
-from searcher._export import export_document, write_export
-from searcher._payback import Payback, payback
-from searcher._secrets import mask_password
-from searcher._spec import StudySpec, load_spec, parse_spec
-from searcher._storage import open_storage
-from searcher._study import create_or_resume, open_study, run_trials
-from searcher._worker import run_worker
+from searcher.study.search import create_or_resume, open_study, run_trials
+from searcher.study.secrets import mask_password
+from searcher.study.spec import StudySpec, load_spec, parse_spec
+from searcher.study.storage import open_storage
+from searcher.study.worker import run_worker
+from searcher.verdict.curve import BudgetCurve
+from searcher.verdict.front import PickError, derived_metrics, pareto_front, pick
+from searcher.verdict.payback import Payback, payback
+from searcher.views.export import export_document, write_export
 
 __all__ = [
     "BudgetCurve",

@@ -1,3 +1,3 @@
-from searcher._cli import main
+from searcher.cli import main
 
 main()

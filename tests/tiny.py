@@ -46,7 +46,7 @@ def run_null_study(folder) -> str:
     import yaml
     from click.testing import CliRunner
 
-    from searcher._cli import cli
+    from searcher.cli import cli
 
     url = f"sqlite:///{folder / 'null.db'}"
     spec = folder / "null.yaml"
@@ -60,7 +60,7 @@ def make_confirmed_study(folder, max_seeds: int = 4) -> str:
     """The null study, run and confirmed by `dikd confirm` in-process; its storage URL."""
     from click.testing import CliRunner
 
-    from searcher._cli import cli
+    from searcher.cli import cli
 
     url = run_null_study(folder)
     args = ["confirm", "null", "--storage", url, "--trial", str(NULL_TRIAL)]

@@ -329,7 +329,7 @@ def test_an_installed_packages_model_by_entry_point_name(monkeypatch) -> None:
     from click.testing import CliRunner
 
     from objectives import list_models
-    from searcher._cli import cli
+    from searcher.cli import cli
 
     published = importlib.metadata.EntryPoint(
         name="every-conv", value="user_code.models:every_conv", group="dikd.models"

@@ -120,7 +120,7 @@ def _dikd_train(path):
     """`dikd train --config PATH`, in-process (a subprocess adds five seconds of imports)."""
     from click.testing import CliRunner
 
-    from searcher._cli import cli
+    from searcher.cli import cli
 
     return CliRunner().invoke(cli, ["train", "--config", str(path)], catch_exceptions=False)
 

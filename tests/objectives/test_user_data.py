@@ -25,7 +25,7 @@ from objectives import (
 from objectives._data import TensorData, crop_flip
 from objectives._dataset_cache import cached_split, sample_indices
 from objectives._dataset_data import DatasetData
-from searcher._cli import cli
+from searcher.cli import cli
 
 CPU = torch.device("cpu")
 MODULE = "dikd_user_data"

@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from searcher import BudgetCurve, PickError, derived_metrics, pareto_front, pick
-from searcher._analysis import completed
-from searcher._spec import load_spec, parse_spec
-from searcher._study import baseline_fractions
+from searcher.study.search import baseline_fractions
+from searcher.study.spec import load_spec, parse_spec
+from searcher.verdict.front import completed
 
 # The plain model: 10 s -> 70%, 20 s -> 80%, 40 s -> 85% (the full budget).
 CURVE = [(10.0, 0.70, 0.25), (20.0, 0.80, 0.5), (40.0, 0.85, 1.0)]

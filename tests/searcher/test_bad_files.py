@@ -6,7 +6,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from searcher._cli import cli
+from searcher.cli import cli
 
 
 def _write(kind: str, path) -> None:

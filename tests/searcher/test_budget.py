@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 from tiny import TINY_TRAIN, stand_in_result, tiny_spec
 
-from searcher import _storage, _study
-from searcher._spec import parse_spec
-from searcher._study import _Objective, budget_left, create_or_resume, run_trials
+from searcher.study import search, storage
+from searcher.study.search import _Objective, budget_left, create_or_resume, run_trials
+from searcher.study.spec import parse_spec
 
 # The tests take trials with study.ask() as a second worker would: no optimize() around them.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
@@ -34,7 +34,7 @@ def _baselines_done(tmp_path, monkeypatch, grace_period_s: int):
 @pytest.fixture(autouse=True)
 def _training_stood_in(monkeypatch):
     monkeypatch.setattr(
-        _study, "train", lambda config, on_epoch=None: stand_in_result(config, 1.0, 0.5)
+        search, "train", lambda config, on_epoch=None: stand_in_result(config, 1.0, 0.5)
     )
 
 
@@ -59,7 +59,7 @@ def test_a_spent_time_budget_stops_the_study(tmp_path) -> None:
     spec = parse_spec({**SPEC, "storage": url, "n_trials": None, "timeout_s": 3600})
     study = create_or_resume(spec, url)
     assert budget_left(study, spec)
-    study.set_user_attr(_study.CREATED_ATTR, study.user_attrs[_study.CREATED_ATTR] - 3601)
+    study.set_user_attr(search.CREATED_ATTR, study.user_attrs[search.CREATED_ATTR] - 3601)
     assert not budget_left(study, spec)
     assert run_trials(study, spec) == 0
 
@@ -71,14 +71,14 @@ def test_resume_refuses_a_changed_training_config_and_accepts_an_older_stored_fo
     spec = parse_spec({**SPEC, "storage": url})
     study = create_or_resume(spec, url)
     changed = parse_spec({**SPEC, "storage": url, "train": {**TINY_TRAIN, "lr": 0.05}})
-    with pytest.raises(_study.StudyMismatchError, match=r"train\.lr"):
+    with pytest.raises(search.StudyMismatchError, match=r"train\.lr"):
         create_or_resume(changed, url)
     # A study stored before the training config had val_size, data_seed, test and
     # eval_every_epoch resumes: the fields it lacks take their defaults.
     older = spec.stored_form()
     for key in ("val_size", "data_seed", "test", "eval_every_epoch"):
         del older["train"][key]
-    study.set_user_attr(_study.SPEC_ATTR, older)
+    study.set_user_attr(search.SPEC_ATTR, older)
     assert create_or_resume(spec, url).study_name == "budget"
 
 
@@ -114,7 +114,7 @@ def one_slot_held_by_another_worker(tmp_path, monkeypatch):
     RUNNING trial with a fresh heartbeat). Yields (study, spec, the other's trial)."""
     study, spec = _baselines_done(tmp_path, monkeypatch, grace_period_s=30)
     other = study.ask()
-    _storage.rdb_storage(study).record_heartbeat(other._trial_id)
+    storage.rdb_storage(study).record_heartbeat(other._trial_id)
     return study, spec, other
 
 
@@ -129,7 +129,7 @@ def _clock(monkeypatch, now=time.time):
         on_wait[0]()
 
     fake = types.SimpleNamespace(time=lambda: now(), sleep=sleep, monotonic=time.monotonic)
-    monkeypatch.setattr(_study, "time", fake)
+    monkeypatch.setattr(search, "time", fake)
     return waits, on_wait
 
 
@@ -147,7 +147,7 @@ def test_a_worker_waits_for_the_last_running_trial_and_stops_when_it_completes(
     assert not budget_left(study, spec)
     assert run_trials(study, spec) == 0  # the other one completed the budget
     assert waits == [1]  # one heartbeat interval
-    assert _storage.count_trials(study, (TrialState.COMPLETE,)) == spec.n_trials
+    assert storage.count_trials(study, (TrialState.COMPLETE,)) == spec.n_trials
 
 
 def test_a_worker_takes_the_slot_when_the_other_workers_trial_fails(
@@ -166,11 +166,11 @@ def test_a_worker_stops_waiting_when_the_time_budget_runs_out(
 ) -> None:
     study, spec, other = one_slot_held_by_another_worker
     timed = parse_spec({**SPEC, "storage": spec.storage, "timeout_s": 60})
-    created = study.user_attrs[_study.CREATED_ATTR]
+    created = study.user_attrs[search.CREATED_ATTR]
     clock = [created]
     waits, on_wait = _clock(monkeypatch, now=lambda: clock[0])
     on_wait.append(lambda: clock.__setitem__(0, created + 60))
-    assert _study._wait_for_running(study, timed) is False
+    assert search._wait_for_running(study, timed) is False
     assert waits == [1]  # looked once, waited, then found the time budget spent
     assert [t.state for t in study.get_trials()].count(TrialState.RUNNING) == 1
 
@@ -179,7 +179,7 @@ def test_the_time_budget_ends_exactly_at_timeout(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"
     spec = parse_spec({**SPEC, "storage": url, "n_trials": None, "timeout_s": 60})
     study = create_or_resume(spec, url)
-    created = study.user_attrs[_study.CREATED_ATTR]
+    created = study.user_attrs[search.CREATED_ATTR]
     clock = [created + 59.999]
     _clock(monkeypatch, now=lambda: clock[0])
     assert budget_left(study, spec)
@@ -193,22 +193,22 @@ def test_without_heartbeats_a_worker_does_not_wait_for_running_trials(tmp_path) 
     study = create_or_resume(spec, url)
     run_trials(study, spec, max_trials=2)
     other = study.ask()  # another worker's last trial, running, with its heartbeat
-    _storage.rdb_storage(study).record_heartbeat(other._trial_id)
-    plain = optuna.load_study(study_name="budget", storage=_storage.open_storage(url))
-    assert _storage.heartbeat_interval(plain) is None
-    assert _study._wait_for_running(plain, spec) is False
+    storage.rdb_storage(study).record_heartbeat(other._trial_id)
+    plain = optuna.load_study(study_name="budget", storage=storage.open_storage(url))
+    assert storage.heartbeat_interval(plain) is None
+    assert search._wait_for_running(plain, spec) is False
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "memory"])
 def test_count_trials_counts_search_trials_in_states_below_a_number(tmp_path, backend) -> None:
-    storage = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else None
-    study = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else None
+    study = optuna.create_study(storage=url, directions=["minimize", "maximize"])
     role = {"baseline": {"role": "baseline"}, "search": {"role": "search"}}
     for attrs in (role["baseline"], role["search"], {"role": "confirm"}, role["search"]):
         study.add_trial(optuna.trial.create_trial(values=[1.0, 0.5], user_attrs=attrs))
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=role["search"]))
     complete = (TrialState.COMPLETE,)
-    assert _storage.count_trials(study, complete) == 3  # the confirmation run stands outside
-    assert _storage.count_trials(study, (TrialState.COMPLETE, TrialState.FAIL)) == 4
-    assert _storage.count_trials(study, complete, below_number=3) == 2
-    assert _storage.count_trials(study, complete, below_number=0) == 0
+    assert storage.count_trials(study, complete) == 3  # the confirmation run stands outside
+    assert storage.count_trials(study, (TrialState.COMPLETE, TrialState.FAIL)) == 4
+    assert storage.count_trials(study, complete, below_number=3) == 2
+    assert storage.count_trials(study, complete, below_number=0) == 0

@@ -14,12 +14,8 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 from tiny import NULL_TRIAL, run_null_study
 
-from searcher._analysis import pareto_front
-from searcher._cli import cli
-from searcher._confirm import confirm
-from searcher._confirm_plan import choose_candidates, first_seed, stored_settings
-from searcher._confirm_study import confirmation_runs, confirmation_study
-from searcher._record import (
+from searcher.cli import cli
+from searcher.study.record import (
     CANDIDATE,
     CONFIRM_RUN,
     CONFIRM_STUDY_ATTR,
@@ -29,10 +25,14 @@ from searcher._record import (
     seed_of,
     stored_verdicts,
 )
-from searcher._spec import STORAGE_ENV
-from searcher._storage import count_trials
-from searcher._study import BUDGET_STATES, open_study
-from searcher._verdict import Settings
+from searcher.study.search import BUDGET_STATES, open_study
+from searcher.study.siblings import confirmation_runs, confirmation_study
+from searcher.study.spec import STORAGE_ENV
+from searcher.study.storage import count_trials
+from searcher.verdict.confirmation import confirm
+from searcher.verdict.front import pareto_front
+from searcher.verdict.plan import choose_candidates, first_seed, stored_settings
+from searcher.verdict.statistics import Settings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import create_trial
 
 from searcher import BudgetCurve, derived_metrics
-from searcher._verdict import SeedResult, Settings, summarise
+from searcher.verdict.statistics import SeedResult, Settings, summarise
 
 # Issue 19's worked example: a schedule more accurate than the full budget, at 0.8 of its cost.
 PLAIN = [(1.0, 0.50), (2.0, 0.60), (3.0, 0.65), (4.0, 0.66)]

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 from ports import reserve_port
 
-from searcher._cli import cli, dashboard_command
-from searcher._spec import STORAGE_ENV
-from searcher._storage import open_storage
+from searcher.cli import cli, dashboard_command
+from searcher.study.spec import STORAGE_ENV
+from searcher.study.storage import open_storage
 
 METRICS = ["train_time_s", "val_accuracy"]
 N_TRIALS = 5

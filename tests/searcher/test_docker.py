@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy
 import yaml
 
-from searcher._cli import cli
+from searcher.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -139,7 +139,7 @@ def test_worker_image_is_cuda_pytorch_and_its_entry_command_is_dikd_worker():
     assert dockerfile_instruction("ENTRYPOINT") == ["dikd", "worker"]
     # The same command the worker tests run: the project's `dikd` script, its `worker` command.
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert re.search(r'^\[project\.scripts\]\ndikd = "searcher\._cli:main"$', pyproject, re.M)
+    assert re.search(r'^\[project\.scripts\]\ndikd = "searcher\.cli:main"$', pyproject, re.M)
     assert "worker" in cli.commands
     assert "--storage" in [opt for p in cli.commands["worker"].params for opt in p.opts]
 

@@ -6,7 +6,7 @@ import yaml
 from click.testing import CliRunner
 from tiny import TINY_TRAIN
 
-from searcher._cli import cli
+from searcher.cli import cli
 
 
 def test_study_list_on_a_missing_sqlite_file_is_2_and_creates_nothing(tmp_path) -> None:

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tiny import TINY_TRAIN, stand_in_result
 
-from searcher import _study
-from searcher._cli import cli
+from searcher.cli import cli
+from searcher.study import search
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 SHIPPED = [yaml.safe_load(p.read_text()) for p in sorted(STUDIES.glob("*.yaml"))]
@@ -101,7 +101,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _training_stood_in(monkeypatch):
-    monkeypatch.setattr(_study, "train", _stand_in)
+    monkeypatch.setattr(search, "train", _stand_in)
 
 
 FUZZ = settings(

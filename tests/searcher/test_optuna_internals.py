@@ -1,4 +1,4 @@
-"""Each Optuna internal dikd relies on (searcher/_optuna_internals.py), checked against the
+"""Each Optuna internal dikd relies on (searcher/study/optuna_internals.py), checked against the
 installed Optuna: a failure here means an Optuna release changed it, and the one function
 named in the test is what to fix."""
 
@@ -11,7 +11,7 @@ import pytest
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._optuna_internals import (
+from searcher.study.optuna_internals import (
     FilteredStudy,
     cache_user_attrs,
     create_trial_in_storage,
@@ -23,7 +23,7 @@ from searcher._optuna_internals import (
     storage_study_id,
     storage_trial_id,
 )
-from searcher._storage import RetryStaleTrial, open_storage
+from searcher.study.storage import RetryStaleTrial, open_storage
 
 
 @pytest.fixture
@@ -103,12 +103,12 @@ def test_samplers_read_trials_through_the_filtered_study(study) -> None:
 def test_a_worker_carries_on_when_another_failed_its_trial_as_stale(tmp_path, monkeypatch):
     from tiny import stand_in_result, tiny_spec
 
-    from searcher import _study
-    from searcher._spec import parse_spec
+    from searcher.study import search
+    from searcher.study.spec import parse_spec
 
     url = f"sqlite:///{tmp_path / 'w.db'}"
     spec = parse_spec(tiny_spec("w", storage=url, baseline={"fractions": [1.0]}))
-    study = _study.create_or_resume(spec, url)
+    study = search.create_or_resume(spec, url)
 
     calls = []
 
@@ -119,6 +119,6 @@ def test_a_worker_carries_on_when_another_failed_its_trial_as_stale(tmp_path, mo
             storage_of(study).set_trial_state_values(storage_trial_id(running), TrialState.FAIL)
         return stand_in_result(config, 1.0, 0.5)
 
-    monkeypatch.setattr(_study, "train", failed_by_another_worker)
-    assert _study.run_trials(study, spec, max_trials=1) == 1  # carried on to the next trial
+    monkeypatch.setattr(search, "train", failed_by_another_worker)
+    assert search.run_trials(study, spec, max_trials=1) == 1  # carried on to the next trial
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -13,13 +13,9 @@ from click.testing import CliRunner
 from optuna.trial import TrialState, create_trial
 from tiny import TINY_TRAIN, stand_in_result, tiny_spec
 
-from searcher import _confirm, _study
-from searcher._cli import cli
-from searcher._confirm import completed_runs
-from searcher._confirm_plan import FIRST_SEED_ATTR, PLACEMENT_MARGIN, first_seed
-from searcher._confirm_study import confirmation_runs
-from searcher._payback import payback
-from searcher._record import (
+from searcher.cli import cli
+from searcher.study import search
+from searcher.study.record import (
     BASELINE,
     BUDGET_FRACTION,
     CANDIDATE,
@@ -34,6 +30,11 @@ from searcher._record import (
     candidate_of,
     stored_config,
 )
+from searcher.study.siblings import confirmation_runs
+from searcher.verdict import confirmation
+from searcher.verdict.confirmation import completed_runs
+from searcher.verdict.payback import payback
+from searcher.verdict.plan import FIRST_SEED_ATTR, PLACEMENT_MARGIN, first_seed
 
 
 def _study_with(trials: list[dict]) -> optuna.Study:
@@ -168,10 +169,10 @@ def _stand_in(config, on_epoch=None):
 
 
 def test_new_way_end_to_end_with_training_stood_in(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(_study, "train", _stand_in)
-    monkeypatch.setattr(_confirm, "train", _stand_in)
-    monkeypatch.setattr(_confirm, "check_data", lambda config: None)
-    monkeypatch.setattr("searcher._cli.check_data", lambda config: None)
+    monkeypatch.setattr(search, "train", _stand_in)
+    monkeypatch.setattr(confirmation, "train", _stand_in)
+    monkeypatch.setattr(confirmation, "check_data", lambda config: None)
+    monkeypatch.setattr("searcher.cli.check_data", lambda config: None)
     enqueued = {"policy": "deterministic", "frequency": 0.5, "scale": 2.0}
     spec = tiny_spec(
         "new",
@@ -229,7 +230,7 @@ def test_new_way_end_to_end_with_training_stood_in(tmp_path, monkeypatch) -> Non
 
 def test_an_enqueued_schedule_must_fit_the_space() -> None:
     from objectives import ConfigError
-    from searcher._spec import parse_spec
+    from searcher.study.spec import parse_spec
 
     with pytest.raises(ConfigError, match=r"enqueue\[0\]: scale=3.0 is outside the space"):
         parse_spec(tiny_spec("x", enqueue=[{"policy": "deterministic", "frequency": 0.5,

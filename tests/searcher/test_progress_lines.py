@@ -16,11 +16,12 @@ from click.testing import CliRunner
 from tiny import stand_in_result, tiny_spec
 
 from objectives import TrainConfig, TrainResult
-from searcher import _confirm, _study
-from searcher._cli import cli
-from searcher._confirm_study import confirmation_runs
-from searcher._local_workers import _Progress
-from searcher._spec import parse_spec
+from searcher.cli import cli
+from searcher.study import search
+from searcher.study.siblings import confirmation_runs
+from searcher.study.spec import parse_spec
+from searcher.verdict import confirmation
+from searcher.views.run_progress import _Progress
 
 
 def fake_train(config: TrainConfig, on_epoch=None) -> TrainResult:
@@ -33,8 +34,8 @@ def fake_train(config: TrainConfig, on_epoch=None) -> TrainResult:
 
 @pytest.fixture
 def stood_in(monkeypatch) -> None:
-    monkeypatch.setattr(_study, "train", fake_train)
-    monkeypatch.setattr(_confirm, "train", fake_train)
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(confirmation, "train", fake_train)
 
 
 def test_study_run_and_confirm_print_a_line_per_trial_and_per_run(tmp_path, stood_in) -> None:
@@ -52,8 +53,8 @@ def test_study_run_and_confirm_print_a_line_per_trial_and_per_run(tmp_path, stoo
     confirm = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert confirm.exit_code == 0, confirm.output
     runs = [line for line in confirm.output.splitlines() if line.startswith("  seed ")]
-    confirmation = confirmation_runs(optuna.load_study(study_name="lines", storage=url))
-    assert len(runs) == len(confirmation) >= 3 * 2  # the candidate and its plain budgets
+    stored = confirmation_runs(optuna.load_study(study_name="lines", storage=url))
+    assert len(runs) == len(stored) >= 3 * 2  # the candidate and its plain budgets
     assert "test accuracy" in runs[0]
 
 
@@ -73,11 +74,11 @@ class _Log(io.StringIO):
 
 def test_each_trial_line_is_flushed_when_written(tmp_path, stood_in, monkeypatch) -> None:
     spec = parse_spec(tiny_spec("flushed", n_trials=3))
-    study = _study.create_or_resume(spec, f"sqlite:///{tmp_path / 'flushed.db'}")
+    study = search.create_or_resume(spec, f"sqlite:///{tmp_path / 'flushed.db'}")
     log = _Log()
     monkeypatch.setattr(sys, "stdout", log)
     progress = _Progress(study, spec.n_trials)
-    _study.run_trials(study, spec, on_trial=progress.on_trial)
+    search.run_trials(study, spec, on_trial=progress.on_trial)
     progress.close()
     lines = log.getvalue().splitlines()
     assert len(lines) == 3

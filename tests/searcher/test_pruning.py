@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 from tiny import TINY_TRAIN
 
-from searcher._pruning import (
+from searcher.study.pruning import (
     MOASHA,
     Curve,
     Dominance,
@@ -20,8 +20,8 @@ from searcher._pruning import (
     nondominated_order,
     rungs,
 )
-from searcher._record import BASELINE, PARTIAL, ROLE, SEARCH
-from searcher._spec import DominancePruner, MOASHAPruner, parse_spec
+from searcher.study.record import BASELINE, PARTIAL, ROLE, SEARCH
+from searcher.study.spec import DominancePruner, MOASHAPruner, parse_spec
 
 EPOCHS = 4
 

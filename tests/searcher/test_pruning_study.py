@@ -13,15 +13,15 @@ from optuna.trial import TrialState
 from tiny import TINY_TRAIN
 
 from objectives._errors import ConfigError
-from searcher._analysis import PickError, pareto_front, pick
-from searcher._cli import cli
-from searcher._confirm_plan import choose_candidates
-from searcher._format import show_study
-from searcher._record import PARTIAL, PRUNED_REASON, is_baseline
-from searcher._report import build_report
-from searcher._spec import parse_spec
-from searcher._study import create_or_resume
-from searcher._verdict import Settings
+from searcher.cli import cli
+from searcher.study.record import PARTIAL, PRUNED_REASON, is_baseline
+from searcher.study.search import create_or_resume
+from searcher.study.spec import parse_spec
+from searcher.verdict.front import PickError, pareto_front, pick
+from searcher.verdict.plan import choose_candidates
+from searcher.verdict.statistics import Settings
+from searcher.views.report import build_report
+from searcher.views.terminal import show_study
 
 SPEC = {
     "name": "pruned",

@@ -15,14 +15,14 @@ from optuna.trial import TrialState
 from tiny import stand_in_result, tiny_spec
 
 from objectives import TrainConfig, TrainResult
-from searcher import _study
-from searcher._confirm import store_verdict
-from searcher._confirm_plan import Candidate
-from searcher._figures import hypervolume_2d
-from searcher._pruning_view import learning_curves_figure
-from searcher._report import build_report, write_report
-from searcher._spec import StudySpec, parse_spec
-from searcher._verdict import SeedResult, Settings, summarise
+from searcher.study import search
+from searcher.study.spec import StudySpec, parse_spec
+from searcher.verdict.confirmation import store_verdict
+from searcher.verdict.plan import Candidate
+from searcher.verdict.statistics import SeedResult, Settings, summarise
+from searcher.views.figures import hypervolume_2d
+from searcher.views.pruning import learning_curves_figure
+from searcher.views.report import build_report, write_report
 
 SPEC = tiny_spec("report", sampler={"name": "random", "seed": 3}, n_trials=10)
 TITLES = [
@@ -52,11 +52,11 @@ def fake_train(config: TrainConfig, on_epoch=None) -> TrainResult:
 
 def make_study(folder: Path, name: str, *, run: int | None, **changes) -> tuple:
     spec = parse_spec({**SPEC, "name": name, **changes})
-    study = _study.create_or_resume(spec, f"sqlite:///{folder / 'report.db'}")
+    study = search.create_or_resume(spec, f"sqlite:///{folder / 'report.db'}")
     if run is not None:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(_study, "train", fake_train)
-            _study.run_trials(study, spec, max_trials=run)
+            mp.setattr(search, "train", fake_train)
+            search.run_trials(study, spec, max_trials=run)
     return study, spec
 
 
@@ -72,8 +72,8 @@ def report(folder) -> tuple[optuna.Study, StudySpec, str]:
     study.enqueue_trial({"policy": "stochastic", "frequency": FAIL_FREQUENCY, "scale": 4.0})
     study.enqueue_trial({"policy": "deterministic", "frequency": 0.25, "scale": 2.0})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_study, "train", fake_train)
-        _study.run_trials(study, spec)
+        mp.setattr(search, "train", fake_train)
+        search.run_trials(study, spec)
     path = write_report(study, spec, folder / "out" / "report.html")
     return study, spec, path.read_text(encoding="utf-8")
 

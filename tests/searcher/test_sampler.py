@@ -7,8 +7,8 @@ import pytest
 from tiny import tiny_spec
 
 from objectives import TrainConfig, TrainResult
-from searcher import _study
-from searcher._spec import parse_spec
+from searcher.study import search
+from searcher.study.spec import parse_spec
 
 SPEC = tiny_spec("sampler", n_trials=20)
 
@@ -29,14 +29,14 @@ def test_samplers_search_the_schedule_space_jointly_despite_the_baselines(
     tmp_path, monkeypatch, sampler
 ):
     spec = parse_spec({**SPEC, "sampler": {"name": sampler, "seed": 0}})
-    study = _study.create_or_resume(spec, f"sqlite:///{tmp_path / 's.db'}")
-    monkeypatch.setattr(_study, "train", stand_in_train)
-    _study.run_trials(study, spec, max_trials=8)  # the 2 baselines, then 6 search trials
+    study = search.create_or_resume(spec, f"sqlite:///{tmp_path / 's.db'}")
+    monkeypatch.setattr(search, "train", stand_in_train)
+    search.run_trials(study, spec, max_trials=8)  # the 2 baselines, then 6 search trials
     trial = study._storage.get_trial(study.ask()._trial_id)
 
     joint = study.sampler.infer_relative_search_space(study, trial)
     assert {"policy", "frequency", "scale"} <= set(joint)
-    unwrapped = _study.base_sampler(spec, 0).infer_relative_search_space(study, trial)
+    unwrapped = search.base_sampler(spec, 0).infer_relative_search_space(study, trial)
     assert not {"policy", "frequency", "scale"} & set(unwrapped)  # what the wrapper prevents
 
 
@@ -44,9 +44,9 @@ def test_tpe_starts_modelling_after_five_search_trials_not_counting_baselines(
     tmp_path, monkeypatch
 ):
     spec = parse_spec({**SPEC, "sampler": {"name": "tpe", "seed": 0}})
-    study = _study.create_or_resume(spec, f"sqlite:///{tmp_path / 's.db'}")
-    monkeypatch.setattr(_study, "train", stand_in_train)
-    _study.run_trials(study, spec, max_trials=9)
+    study = search.create_or_resume(spec, f"sqlite:///{tmp_path / 's.db'}")
+    monkeypatch.setattr(search, "train", stand_in_train)
+    search.run_trials(study, spec, max_trials=9)
     # Constant liar shares each relative sample in a system attribute: TPE modelled jointly
     # from the 6th search trial on (trial numbers 7 and 8), never before.
     relative = [

@@ -7,8 +7,8 @@ import yaml
 from click.testing import CliRunner
 from tiny import TINY_TRAIN
 
-from searcher._cli import cli
-from searcher._spec import STORAGE_ENV
+from searcher.cli import cli
+from searcher.study.spec import STORAGE_ENV
 
 SECRET = "Sup3rSecretPw"
 # Nothing listens on port 1: every command fails to reach the database, on its error path.

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from searcher._cli import cli
-from searcher._shipped import find_spec, load_spec_file, shipped_specs
+from searcher.cli import cli
+from searcher.study.shipped import find_spec, load_spec_file, shipped_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_SPECS = sorted(p.stem for p in (ROOT / "studies").glob("*.yaml"))

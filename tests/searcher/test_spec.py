@@ -8,7 +8,7 @@ import pytest
 from tiny import TINY_TRAIN
 
 from objectives import SCHEDULE_FIELDS, ConfigError, Schedule
-from searcher._spec import SEARCHABLE, SearchSpace, parse_spec
+from searcher.study.spec import SEARCHABLE, SearchSpace, parse_spec
 
 SEARCHED = [rule for rule in SCHEDULE_FIELDS.values() if rule.searchable]
 

@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 from postgres import started_for_tests
 
 from objectives import ConfigError
-from searcher._secrets import mask_password, redact
-from searcher._storage import (
+from searcher.study.secrets import mask_password, redact
+from searcher.study.storage import (
     MAX_RETRY,
     PG_POOL,
     SQLITE_BUSY_TIMEOUT_S,

@@ -9,13 +9,13 @@ from optuna.trial import TrialState, create_trial
 from tiny import tiny_spec
 
 from objectives import Schedule
-from searcher._confirm_view import _trial_note
-from searcher._export import export_document
-from searcher._format import describe_schedule, show_study
-from searcher._record import SPEC_ATTR, epochs_of, schedule_of, seed_of
-from searcher._report import build_report
-from searcher._spec import parse_spec
-from searcher._study import create_or_resume
+from searcher.study.record import SPEC_ATTR, epochs_of, schedule_of, seed_of
+from searcher.study.search import create_or_resume
+from searcher.study.spec import parse_spec
+from searcher.views.dashboard import _trial_note
+from searcher.views.export import export_document
+from searcher.views.report import build_report
+from searcher.views.terminal import describe_schedule, show_study
 
 SPEC = tiny_spec("old", n_trials=5)
 SCHEDULE = Schedule("deterministic", 0.5, 2.0).to_dict()

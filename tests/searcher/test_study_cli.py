@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from tiny import tiny_spec
 
 from objectives import Schedule, load_train_config, train
-from searcher._analysis import derived_metrics
-from searcher._cli import cli
-from searcher._record import SEARCH, budget_fraction, epochs_of, is_baseline, role, schedule_of
+from searcher.cli import cli
+from searcher.study.record import SEARCH, budget_fraction, epochs_of, is_baseline, role, schedule_of
+from searcher.verdict.front import derived_metrics
 
 TINY_SPEC = tiny_spec("tiny", sampler={"name": "tpe", "seed": 1}, n_trials=7)
 
@@ -236,10 +236,10 @@ def test_trials_that_keep_failing_stop_the_run_with_exit_1(tmp_path):
 
 
 def test_a_half_made_study_is_completed_and_a_foreign_one_refused(tmp_path, monkeypatch) -> None:
-    import searcher._study as study_module
-    from searcher._record import BUDGET_FRACTION, ROLE, is_baseline
-    from searcher._spec import parse_spec
-    from searcher._study import StudyMismatchError, create_or_resume
+    import searcher.study.search as study_module
+    from searcher.study.record import BUDGET_FRACTION, ROLE, is_baseline
+    from searcher.study.search import StudyMismatchError, create_or_resume
+    from searcher.study.spec import parse_spec
 
     monkeypatch.setattr(study_module, "SPEC_WAIT_S", 0.0)
     url = f"sqlite:///{tmp_path / 'half.db'}"

@@ -12,9 +12,9 @@ import yaml
 from click.testing import CliRunner
 
 from objectives import ALLOW_IMPORTS_ENV, _imports
-from searcher._cli import cli
-from searcher._confirm_plan import first_seed
-from searcher._confirm_study import confirmation_runs
+from searcher.cli import cli
+from searcher.study.siblings import confirmation_runs
+from searcher.verdict.plan import first_seed
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme"
 TINY_PARAMS = {"batch_size": 64, "train_size": 256, "val_size": 200, "test_size": 200}
@@ -161,7 +161,7 @@ def test_a_spec_whose_loop_cannot_be_used_stores_nothing(acme, loop, message) ->
 
 
 def test_local_workers_inherit_what_study_run_allowed(monkeypatch) -> None:
-    from searcher._local_workers import _worker_env
+    from searcher.views.run_progress import _worker_env
 
     monkeypatch.setattr(_imports, "_allowed", set())
     monkeypatch.delenv(ALLOW_IMPORTS_ENV, raising=False)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from searcher._verdict import (
+from searcher.verdict.statistics import (
     LOSS,
     UNDECIDED,
     WIN,

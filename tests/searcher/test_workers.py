@@ -24,10 +24,10 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 from postgres import started_for_tests, wait_for
 
-from searcher._cli import cli
-from searcher._spec import parse_spec
-from searcher._storage import open_storage
-from searcher._study import create_or_resume
+from searcher.cli import cli
+from searcher.study.search import create_or_resume
+from searcher.study.spec import parse_spec
+from searcher.study.storage import open_storage
 
 PASSWORD = "dk-S3cret/pw@9x"  # '/' and '@' must be percent-encoded in the URL
 USER = "dikd_worker"
@@ -59,7 +59,7 @@ SLOW = {
     "n_trials": 3,
 }
 DIKD = Path(sys.executable).with_name("dikd")
-_STUDY = "searcher._study"
+_STUDY = "searcher.study.search"
 LOCK_ERRORS = ("database is locked", "Should not reach", "Traceback")
 
 
@@ -372,7 +372,7 @@ def test_password_never_appears_in_any_output(pg, pg_url, monkeypatch, capfd):
 def _call_through(*frames: tuple[str, str]) -> bool:
     """Whether a stop may be raised in a function reached through `frames` (module, function),
     outermost first."""
-    from searcher._worker import _in_unsafe_code
+    from searcher.study.worker import _in_unsafe_code
 
     def probe() -> bool:
         return _in_unsafe_code(sys._getframe())
@@ -393,9 +393,18 @@ def _call_through(*frames: tuple[str, str]) -> bool:
         # The objective storing an attribute: wait for the database call to end.
         ([("optuna.study._optimize", "_run_trial"), (_STUDY, "objective"), ("sqlalchemy", "x")], 1),
         # Optuna creating the trial or storing its end: wait.
-        ([("searcher._study", "run_trials"), ("optuna.study._tell", "_tell_with_warning")], 1),
+        (
+            [("searcher.study.search", "run_trials"), ("optuna.study._tell", "_tell_with_warning")],
+            1,
+        ),
         # Between trials, waiting for others' trials: stop now.
-        ([("searcher._worker", "run_worker"), ("searcher._study", "_wait_for_running")], 0),
+        (
+            [
+                ("searcher.study.worker", "run_worker"),
+                ("searcher.study.search", "_wait_for_running"),
+            ],
+            0,
+        ),
     ],
 )
 def test_stop_signals_are_delivered_outside_database_calls(frames, unsafe):

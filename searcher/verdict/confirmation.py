@@ -1,7 +1,7 @@
 """`dikd confirm`: re-train the study's best candidates and the plain model over fresh seeds,
-paired, scored on the test split, until a sequential verdict (searcher/_verdict.py) is reached.
+paired, scored on the test split, until a sequential verdict (`statistics.py`) is reached.
 
-Every run is a trial (role `confirm`) of the study's sibling study (`_confirm_study.py`:
+Every run is a trial (role `confirm`) of the study's sibling study (`study/siblings.py`:
 the search study's own trials stay the search alone), keyed by its seed and what it trains, so a
 killed confirmation resumes without re-training finished runs and several processes can share
 the work: each takes a seed no live process is on, and trains that seed's runs back to back on
@@ -23,15 +23,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives import TrainConfig, TrainResult, check_data, train
-from searcher._confirm_plan import (
-    FIRST_SEED_ATTR,
-    Candidate,
-    Run,
-    first_seed,
-)
-from searcher._confirm_study import confirmation_runs, confirmation_study
-from searcher._optuna_internals import create_trial_in_storage, storage_trial_id
-from searcher._record import (
+from searcher.study.optuna_internals import create_trial_in_storage, storage_trial_id
+from searcher.study.record import (
     BUDGET_FRACTION,
     CANDIDATE,
     CONFIRM,
@@ -50,11 +43,18 @@ from searcher._record import (
     stored_config,
     stored_verdicts,
 )
-from searcher._space import plain_config
-from searcher._spec import StudySpec
-from searcher._storage import heartbeat_interval, rdb_storage, set_user_attrs
-from searcher._study import default_worker_id
-from searcher._verdict import (
+from searcher.study.search import default_worker_id
+from searcher.study.siblings import confirmation_runs, confirmation_study
+from searcher.study.space import plain_config
+from searcher.study.spec import StudySpec
+from searcher.study.storage import heartbeat_interval, rdb_storage, set_user_attrs
+from searcher.verdict.plan import (
+    FIRST_SEED_ATTR,
+    Candidate,
+    Run,
+    first_seed,
+)
+from searcher.verdict.statistics import (
     READ_POINT,
     SeedResult,
     Settings,

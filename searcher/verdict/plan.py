@@ -10,16 +10,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives import ConfigError
-from searcher._analysis import baselines, derived_metrics, pareto_front
-from searcher._record import (
+from searcher.study.record import (
     CONFIRM_SETTINGS_ATTR,
     budget_fraction,
     is_baseline,
     searched,
 )
-from searcher._spec import StudySpec
-from searcher._study import CREATED_ATTR, baseline_fractions
-from searcher._verdict import (
+from searcher.study.search import CREATED_ATTR, baseline_fractions
+from searcher.study.spec import StudySpec
+from searcher.verdict.front import baselines, derived_metrics, pareto_front
+from searcher.verdict.statistics import (
     LEGACY_SETTINGS,
     READ_POINT,
     Settings,

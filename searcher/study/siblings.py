@@ -8,10 +8,10 @@ import optuna
 from optuna.storages import RDBStorage
 
 from objectives import ConfigError
-from searcher._optuna_internals import (
+from searcher.study.optuna_internals import (
     storage_of,
 )
-from searcher._record import (
+from searcher.study.record import (
     CONFIRM_STUDY_ATTR,
     CONFIRM_SUFFIX,
     CONFIRMATION_OF_ATTR,

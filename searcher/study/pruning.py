@@ -18,9 +18,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives import TrainResult
-from searcher._record import PARTIAL, is_baseline, searched
-from searcher._spec import DominancePruner, MOASHAPruner, StudySpec
-from searcher._storage import set_user_attrs
+from searcher.study.record import PARTIAL, is_baseline, searched
+from searcher.study.spec import DominancePruner, MOASHAPruner, StudySpec
+from searcher.study.storage import set_user_attrs
 
 Point = tuple[float, float]  # (cost, accuracy): cost minimised, accuracy maximised
 

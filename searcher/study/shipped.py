@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from objectives import ConfigError
-from searcher._spec import StudySpec, load_spec
+from searcher.study.spec import StudySpec, load_spec
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

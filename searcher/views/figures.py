@@ -16,10 +16,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
-from searcher._analysis import derived_metrics, pareto_front
-from searcher._format import accuracy_text, describe_schedule, times_text
-from searcher._record import device_of, is_baseline
-from searcher._spec import SEARCHABLE, StudySpec
+from searcher.study.record import device_of, is_baseline
+from searcher.study.spec import SEARCHABLE, StudySpec
+from searcher.verdict.front import derived_metrics, pareto_front
+from searcher.views.terminal import accuracy_text, describe_schedule, times_text
 
 BASELINE_NAME = "baseline: plain model, fewer epochs"
 TITLES = {

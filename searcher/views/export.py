@@ -13,11 +13,7 @@ import optuna
 import yaml
 
 from objectives import ConfigError
-from searcher._analysis import PickError, derived_metrics, pick
-from searcher._confirm import candidate_config
-from searcher._format import verdict_text
-from searcher._payback import confirmed_winner, payback
-from searcher._record import (
+from searcher.study.record import (
     DEVICE,
     FLOPS,
     REDUCED_FRACTION,
@@ -29,7 +25,11 @@ from searcher._record import (
     verdict_first_seed,
     verdict_procedure,
 )
-from searcher._study import load_study_spec
+from searcher.study.search import load_study_spec
+from searcher.verdict.confirmation import candidate_config
+from searcher.verdict.front import PickError, derived_metrics, pick
+from searcher.verdict.payback import confirmed_winner, payback
+from searcher.views.terminal import verdict_text
 
 MEASURED_ATTRS = (TRAIN_TIME_S, VAL_ACCURACY, FLOPS, REDUCED_FRACTION, DEVICE, VERSIONS)
 AUTO = "auto"

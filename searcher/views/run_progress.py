@@ -16,12 +16,12 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from objectives import ALLOW_IMPORTS_ENV, allowed_packages
-from searcher._analysis import pareto_front
-from searcher._format import describe_schedule
-from searcher._pruning_view import stopped_early
-from searcher._record import fail_reason, is_stopped_early, searched
-from searcher._spec import STORAGE_ENV
-from searcher._study import default_worker_id
+from searcher.study.record import fail_reason, is_stopped_early, searched
+from searcher.study.search import default_worker_id
+from searcher.study.spec import STORAGE_ENV
+from searcher.verdict.front import pareto_front
+from searcher.views.pruning import stopped_early
+from searcher.views.terminal import describe_schedule
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

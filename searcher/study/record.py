@@ -46,7 +46,7 @@ WORKER = "worker"
 RETRY_OF, RETRY_HISTORY = "retry_of", "retry_history"
 # The study's objectives: the cost (by the spec's `objective`) and the validation accuracy.
 METRIC_NAMES = {"wall": "train_time_s", "flops": "train_flops"}
-# Early stopping (searcher/_pruning.py): the partial results after each epoch,
+# Early stopping (searcher/study/pruning.py): the partial results after each epoch,
 # {"planned_epochs": E, "points": [{"epoch", "cost", "val_accuracy"}, ...]}, cost in the study's
 # objective unit; and why a pruner stopped a trial (PRUNED, counted in the trial budget).
 PARTIAL = "partial"

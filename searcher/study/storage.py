@@ -19,7 +19,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from objectives import ConfigError
-from searcher._optuna_internals import (
+from searcher.study.optuna_internals import (
     cache_user_attrs,
     rdb_models,
     rdb_session,
@@ -28,7 +28,7 @@ from searcher._optuna_internals import (
     storage_study_id,
     storage_trial_id,
 )
-from searcher._record import (
+from searcher.study.record import (
     CONFIRM,
     OVER_BUDGET,
     RETRY_HISTORY,
@@ -36,7 +36,7 @@ from searcher._record import (
     ROLE,
     is_confirm,
 )
-from searcher._secrets import mask_password, redact
+from searcher.study.secrets import mask_password, redact
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
@@ -57,6 +57,7 @@ PG_KEEPALIVES = {
     "keepalives_count": 3,
 }
 _URL_HELP = "use sqlite:///FILE.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a heartbeat-stale trial (same parameters, queued as WAITING), which

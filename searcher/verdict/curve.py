@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._record import budget_fraction
+from searcher.study.record import budget_fraction
 
 
 def monotone_points(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:

@@ -8,9 +8,9 @@ import html
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._format import describe_schedule
-from searcher._pruning import Curve, curve_of
-from searcher._record import PRUNED_REASON, is_baseline, is_stopped_early
+from searcher.study.pruning import Curve, curve_of
+from searcher.study.record import PRUNED_REASON, is_baseline, is_stopped_early
+from searcher.views.terminal import describe_schedule
 
 TITLE = "Learning curves: cost and accuracy after each epoch"
 COLORS = {"baseline": "#333333", "complete": "#1f77b4", "pruned": "#d62728"}

@@ -10,13 +10,8 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._analysis import baselines, derived_metrics, pareto_front
-from searcher._confirm import completed_runs
-from searcher._confirm_study import confirmation_runs, confirmation_study
-from searcher._format import describe_schedule, times_text, verdict_rows
-from searcher._optuna_internals import storage_trial_id
-from searcher._payback import payback
-from searcher._record import (
+from searcher.study.optuna_internals import storage_trial_id
+from searcher.study.record import (
     CONFIRM_RUN,
     CONFIRM_STUDY_ATTR,
     accuracy_on_test,
@@ -30,8 +25,13 @@ from searcher._record import (
     stored_verdicts,
     verdict_procedure,
 )
-from searcher._spec import StudySpec
-from searcher._verdict import mean_interval
+from searcher.study.siblings import confirmation_runs, confirmation_study
+from searcher.study.spec import StudySpec
+from searcher.verdict.confirmation import completed_runs
+from searcher.verdict.front import baselines, derived_metrics, pareto_front
+from searcher.verdict.payback import payback
+from searcher.verdict.statistics import mean_interval
+from searcher.views.terminal import describe_schedule, times_text, verdict_rows
 
 FIGURE_ID = "dikd-verdict"
 VERDICT_COLORS = {"win": "#2ca02c", "loss": "#d62728", "undecided": "#ff7f0e", "pending": "#999"}

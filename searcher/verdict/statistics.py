@@ -2,7 +2,7 @@
 
 For each fresh seed s, the candidate schedule and the plain model at a few budgets are trained
 with that seed (same initialisation, data order and augmentation) and scored on the test split.
-Per seed, the plain model's points form a budget curve C_s (`_curve.BudgetCurve`, the search's
+Per seed, the plain model's points form a budget curve C_s (`curve.BudgetCurve`, the search's
 curve too): accuracy against cost, piecewise linear, read beyond its ends on the side least
 favourable to the schedule (its docstring says how).
 
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 from scipy import stats
 
-from searcher._curve import BudgetCurve
+from searcher.verdict.curve import BudgetCurve
 
 WIN, LOSS, UNDECIDED = "win", "loss", "undecided"
 MIN_SEEDS = 3

@@ -235,7 +235,7 @@ class StudySpec(BaseModel):
     n_trials: int | None = Field(None, gt=0)  # all trials of the study, baselines included
     timeout_s: float | None = Field(None, gt=0)  # wall time of the whole study
     objective: Literal["wall", "flops"] = "wall"
-    pruner: PrunerSpec = NoPruner()  # early stopping of search trials (searcher/_pruning.py)
+    pruner: PrunerSpec = NoPruner()  # early stopping of search trials (searcher/study/pruning.py)
     search_fidelity: SearchFidelity = SearchFidelity()  # a cheaper search than `train`
     # Schedules the search tries first (each a mapping of the space's searched fields, every
     # one of them): known-good places to start, before the sampler proposes its own.

@@ -1,4 +1,4 @@
-"""What `dikd confirm` (and the quickstart's confirmation) does around `_confirm.confirm`:
+"""What `dikd confirm` (and the quickstart's confirmation) does around `confirmation.confirm`:
 settings from the command's options, progress on the terminal, the verdict table."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import click
 from tqdm import tqdm
 
 from objectives import ConfigError
-from searcher._secrets import mask_password
+from searcher.study.secrets import mask_password
 
 
 def settings_from_options(min_seeds, max_seeds, min_saving, alpha, plain_runs=None, futility=None):
     """The confirmation settings the options ask for; None when none is given."""
-    from searcher._verdict import Settings
+    from searcher.verdict.statistics import Settings
 
     given = {"min_seeds": min_seeds, "max_seeds": max_seeds, "min_saving": min_saving,
              "alpha": alpha, "plain_runs": plain_runs, "futility": futility}  # fmt: skip
@@ -30,10 +30,10 @@ def settings_from_options(min_seeds, max_seeds, min_saving, alpha, plain_runs=No
 def confirm_with_progress(study, spec, numbers, top, settings):
     """Confirm the chosen candidates with a progress bar and a line per run, publish to the
     dashboard whatever happens, and print the verdict table; a failed run exits 1."""
-    from searcher._confirm import ConfirmationFailedError, confirm
-    from searcher._confirm_plan import choose_candidates, stored_settings
-    from searcher._confirm_view import publish
-    from searcher._format import show_verdicts
+    from searcher.verdict.confirmation import ConfirmationFailedError, confirm
+    from searcher.verdict.plan import choose_candidates, stored_settings
+    from searcher.views.dashboard import publish
+    from searcher.views.terminal import show_verdicts
 
     settings = stored_settings(study, settings)
     candidates = choose_candidates(study, spec, settings, top, numbers)
@@ -62,6 +62,6 @@ def confirm_with_progress(study, spec, numbers, top, settings):
         bar.close()
         publish(study, spec)
     click.echo(show_verdicts(study))
-    from searcher._payback import payback
+    from searcher.verdict.payback import payback
 
     click.echo(payback(study).text())

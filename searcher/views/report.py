@@ -1,4 +1,4 @@
-"""One self-contained HTML page of a study: its facts, figures (searcher/_figures.py), verdict,
+"""One self-contained HTML page of a study: its facts, figures (searcher/views/figures.py), verdict,
 front table and failed trials."""
 
 from __future__ import annotations
@@ -12,9 +12,20 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._analysis import curve_for, pareto_front
-from searcher._confirm_view import verdict_figure
-from searcher._figures import (
+from searcher.study.record import (
+    device_of,
+    fail_reason,
+    is_baseline,
+    schedule_of,
+    searched,
+    stored_verdicts,
+    verdict_procedure,
+)
+from searcher.study.spec import StudySpec
+from searcher.verdict.front import curve_for, pareto_front
+from searcher.verdict.payback import payback
+from searcher.views.dashboard import verdict_figure
+from searcher.views.figures import (
     TITLES,
     Shown,
     _hypervolume_figure,
@@ -24,25 +35,14 @@ from searcher._figures import (
     _params_figure,
     _pareto_figure,
 )
-from searcher._format import (
+from searcher.views.pruning import learning_curves_figure
+from searcher.views.terminal import (
     VERDICT_INTRO,
     describe_schedule,
     table,
     trial_rows,
     verdict_rows,
 )
-from searcher._payback import payback
-from searcher._pruning_view import learning_curves_figure
-from searcher._record import (
-    device_of,
-    fail_reason,
-    is_baseline,
-    schedule_of,
-    searched,
-    stored_verdicts,
-    verdict_procedure,
-)
-from searcher._spec import StudySpec
 
 _CONFIG = {"displaylogo": False, "responsive": True}
 _CSS = """
@@ -193,12 +193,15 @@ def _verdict_html(study: optuna.Study) -> str:
     verdicts = stored_verdicts(study)
     cost = f'<p class="payback">{html.escape(payback(study).text())}.</p>'
     if not verdicts:
-        return _note(
-            "Not confirmed yet",
-            "The front above is one seed scored on the validation split the search selected "
-            f"on: a margin there may be noise. Run `dikd confirm {study.study_name}` for a "
-            "verdict over fresh seeds on the test split.",
-        ) + cost
+        return (
+            _note(
+                "Not confirmed yet",
+                "The front above is one seed scored on the validation split the search selected "
+                f"on: a margin there may be noise. Run `dikd confirm {study.study_name}` for a "
+                "verdict over fresh seeds on the test split.",
+            )
+            + cost
+        )
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     headers, rows = verdict_rows(verdicts, trials)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -209,8 +212,7 @@ def _verdict_html(study: optuna.Study) -> str:
     return (
         f"<p>{html.escape(VERDICT_INTRO[0].upper() + VERDICT_INTRO[1:])}.</p>\n"
         f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n'
-        f'<p class="procedure">Procedure: {html.escape(verdict_procedure(study))}.</p>\n'
-        + cost
+        f'<p class="procedure">Procedure: {html.escape(verdict_procedure(study))}.</p>\n' + cost
     )
 
 

@@ -1,4 +1,4 @@
-"""What a study's trials mean against the baseline budget curve (`_curve.py`): speedups, the
+"""What a study's trials mean against the baseline budget curve (`curve.py`): speedups, the
 front and the picks.
 
 Every number here is derived from the stored trials at read time, so it is the same whichever
@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher._curve import BudgetCurve
-from searcher._record import device_of, epochs_of, is_baseline, searched
+from searcher.study.record import device_of, epochs_of, is_baseline, searched
+from searcher.verdict.curve import BudgetCurve
 
 DERIVED = ("speedup", "accuracy_change_pp", "effective_speedup", "beats_curve")
 

@@ -8,9 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from searcher._analysis import baselines, derived_metrics, pareto_front
-from searcher._payback import payback
-from searcher._record import (
+from searcher.study.record import (
     SPEC_ATTR,
     accuracy_standard_error,
     budget_fraction,
@@ -22,6 +20,8 @@ from searcher._record import (
     stored_verdicts,
     verdict_procedure,
 )
+from searcher.verdict.front import baselines, derived_metrics, pareto_front
+from searcher.verdict.payback import payback
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -138,7 +138,7 @@ def show_study(study: optuna.Study, cost_name: str) -> str:
     if failed:
         parts += ["", "failed trials:"]
         parts += [f"  {t.number}: {fail_reason(t) or 'unknown'}" for t in failed]
-    from searcher._pruning_view import pruned_lines  # it imports this module
+    from searcher.views.pruning import pruned_lines  # it imports this module
 
     pruned = pruned_lines(trials)
     if pruned:

@@ -23,10 +23,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives import ConfigError
-from searcher._confirm import full_cost_of
-from searcher._confirm_study import confirmation_runs, confirmation_study
-from searcher._pruning import curve_of
-from searcher._record import (
+from searcher.study.pruning import curve_of
+from searcher.study.record import (
     VERDICT_ATTR,
     budget_fraction,
     candidate_of,
@@ -36,7 +34,9 @@ from searcher._record import (
     stored_config,
     stored_verdicts,
 )
-from searcher._study import load_study_spec
+from searcher.study.search import load_study_spec
+from searcher.study.siblings import confirmation_runs, confirmation_study
+from searcher.verdict.confirmation import full_cost_of
 
 
 def run_cost(trial: FrozenTrial) -> float:

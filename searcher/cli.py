@@ -23,15 +23,15 @@ from objectives import (
     train,
     user_packages,
 )
-from searcher._analysis import PickError
-from searcher._confirm_cli import confirm_with_progress, settings_from_options
-from searcher._local_workers import _Progress, _run_local_workers
-from searcher._record import CONFIRM_SETTINGS_ATTR, CONFIRMATION_OF_ATTR
-from searcher._secrets import mask_password
-from searcher._shipped import find_spec, load_spec_file, specs_command
-from searcher._spec import DEFAULT_STORAGE, STORAGE_ENV
-from searcher._storage import open_storage
-from searcher._study import TrialsKeepFailingError
+from searcher.study.record import CONFIRM_SETTINGS_ATTR, CONFIRMATION_OF_ATTR
+from searcher.study.search import TrialsKeepFailingError
+from searcher.study.secrets import mask_password
+from searcher.study.shipped import find_spec, load_spec_file, specs_command
+from searcher.study.spec import DEFAULT_STORAGE, STORAGE_ENV
+from searcher.study.storage import open_storage
+from searcher.verdict.front import PickError
+from searcher.views.confirm_progress import confirm_with_progress, settings_from_options
+from searcher.views.run_progress import _Progress, _run_local_workers
 
 QUICKSTART_MAX_SEEDS = 4  # the quickstart, search and confirmation, fits 8 minutes on 2 cores
 
@@ -177,7 +177,7 @@ def study_run(spec, n_trials, storage_url, jobs, gpus) -> None:
 @allow_imports_option
 def worker_command(name, storage_url, n_trials, gpu, worker_id, quiet) -> None:
     """Join the existing study NAME from any machine and run its trials."""
-    from searcher._worker import run_worker
+    from searcher.study.worker import run_worker
 
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
@@ -191,7 +191,7 @@ def worker_command(name, storage_url, n_trials, gpu, worker_id, quiet) -> None:
 def _run_study(spec_name_or_path, storage_url, *, n_trials=None, jobs=1, gpus=None):
     """Create or resume the study of a spec and run its trials, here or in local workers.
     Returns the study, its spec and the exit code (1 when a worker failed)."""
-    from searcher._study import create_or_resume, run_trials
+    from searcher.study.search import create_or_resume, run_trials
 
     spec = load_spec_file(spec_name_or_path)
     if isinstance(find_spec(spec_name_or_path), Path):
@@ -219,7 +219,7 @@ def _run_study(spec_name_or_path, storage_url, *, n_trials=None, jobs=1, gpus=No
             code = 0
     finally:
         progress.close()
-    from searcher._confirm_view import publish
+    from searcher.views.dashboard import publish
 
     publish(study, spec)  # the dashboard's figure and notes
     _print_show(study, spec)
@@ -227,8 +227,8 @@ def _run_study(spec_name_or_path, storage_url, *, n_trials=None, jobs=1, gpus=No
 
 
 def _print_show(study: optuna.Study, spec) -> None:
-    from searcher._format import show_study
-    from searcher._record import METRIC_NAMES
+    from searcher.study.record import METRIC_NAMES
+    from searcher.views.terminal import show_study
 
     click.echo(show_study(study, METRIC_NAMES[spec.objective]))
 
@@ -258,7 +258,7 @@ def study_list(storage_url) -> None:
 @storage_option
 def study_show(name, storage_url) -> None:
     """Trials by state, the baseline curve and the Pareto front as tables."""
-    from searcher._study import open_study
+    from searcher.study.search import open_study
 
     study, spec = open_study(name, _storage_url(storage_url))
     _print_show(study, spec)
@@ -318,7 +318,7 @@ def confirm_command(
 ) -> None:
     """Re-train NAME's best candidates and the plain model over fresh paired seeds, scored on
     the test split, until each verdict is win, loss or undecided at --max-seeds."""
-    from searcher._study import open_study
+    from searcher.study.search import open_study
 
     study, spec = open_study(name, _storage_url(storage_url), heartbeat=True)
     settings = settings_from_options(
@@ -343,8 +343,8 @@ def confirm_command(
 @allow_imports_option
 def export_command(name, rule, output, force, storage_url) -> None:
     """Export the trial RULE picks as a config `dikd train --config` re-runs."""
-    from searcher._export import export_document, write_export
-    from searcher._study import open_study
+    from searcher.study.search import open_study
+    from searcher.views.export import export_document, write_export
 
     study, _ = open_study(name, _storage_url(storage_url))
     document = export_document(study, rule)
@@ -366,8 +366,8 @@ def export_command(name, rule, output, force, storage_url) -> None:
 @allow_imports_option
 def report_command(name, output, force, storage_url) -> None:
     """Write one self-contained HTML page of plots for the study."""
-    from searcher._report import write_report
-    from searcher._study import open_study
+    from searcher.study.search import open_study
+    from searcher.views.report import write_report
 
     if Path(output).exists() and not force:
         raise ConfigError(f"{output} exists; choose another -o path or pass --force to replace it")
@@ -407,9 +407,9 @@ def dashboard_command(storage_url, host, port) -> None:
 def quickstart_command(spec, out, storage_url) -> None:
     """The main job: run the quickstart study, confirm its top candidate over fresh seeds,
     export the confirmed winner (or say that none beats training less), write the report."""
-    from searcher._export import export_document, write_export
-    from searcher._report import write_report
-    from searcher._verdict import Settings
+    from searcher.verdict.statistics import Settings
+    from searcher.views.export import export_document, write_export
+    from searcher.views.report import write_report
 
     study, study_spec, _ = _run_study(spec, storage_url)
     url = study_spec.resolve_storage(storage_url)
@@ -429,7 +429,7 @@ def quickstart_command(spec, out, storage_url) -> None:
         click.echo(f"\nexported the confirmed winner -> {path}")
     except PickError as e:
         click.echo(f"\nverdict: {e}")
-    from searcher._payback import payback
+    from searcher.verdict.payback import payback
 
     click.echo(payback(study).text())
     click.echo(f"report -> {report}")

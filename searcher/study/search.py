@@ -16,10 +16,9 @@ import optuna
 from optuna.trial import TrialState
 
 from objectives import ConfigError, TrainResult, train
-from searcher._confirm_study import search_study_name
-from searcher._optuna_internals import FilteredStudy, is_tell_of_finished_trial
-from searcher._pruning import EpochReporter
-from searcher._record import (
+from searcher.study.optuna_internals import FilteredStudy, is_tell_of_finished_trial
+from searcher.study.pruning import EpochReporter
+from searcher.study.record import (
     BASELINE,
     BUDGET_FRACTION,
     FAIL_REASON,
@@ -36,10 +35,11 @@ from searcher._record import (
     is_search,
     result_attrs,
 )
-from searcher._secrets import mask_password
-from searcher._space import baseline_epochs, trial_config
-from searcher._spec import StudySpec, parse_spec
-from searcher._storage import (
+from searcher.study.secrets import mask_password
+from searcher.study.siblings import search_study_name
+from searcher.study.space import baseline_epochs, trial_config
+from searcher.study.spec import StudySpec, parse_spec
+from searcher.study.storage import (
     count_trials,
     fail_trials_without_heartbeat,
     heartbeat_interval,

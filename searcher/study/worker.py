@@ -20,9 +20,9 @@ import optuna
 from tqdm import tqdm
 
 from objectives import check_data
-from searcher._secrets import redact
-from searcher._storage import error_reason, storage_error
-from searcher._study import TrialsKeepFailingError, default_worker_id, open_study, run_trials
+from searcher.study.search import TrialsKeepFailingError, default_worker_id, open_study, run_trials
+from searcher.study.secrets import redact
+from searcher.study.storage import error_reason, storage_error
 
 EXIT_STORAGE_LOST = 1
 RETRY_DELIVERY_S = 0.05  # a stop that arrived during a database call: look again this soon
@@ -31,7 +31,7 @@ RESEND_S = 1.0
 # of a trial (creating it, storing its end): a stop raised there could leave the trial RUNNING.
 # In weakref callbacks (and __del__) Python drops what is raised.
 _UNSAFE_PACKAGES = ("optuna", "sqlalchemy", "psycopg", "sqlite3", "weakref")
-_STUDY_MODULE = "searcher._study"
+_STUDY_MODULE = "searcher.study.search"
 
 
 class _Stop(KeyboardInterrupt):

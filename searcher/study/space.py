@@ -7,8 +7,8 @@ from typing import Any
 import optuna
 
 from objectives import Schedule, TrainConfig
-from searcher._record import budget_fraction, is_baseline
-from searcher._spec import SEARCHABLE, Choices, FloatRange, IntRange, StudySpec
+from searcher.study.record import budget_fraction, is_baseline
+from searcher.study.spec import SEARCHABLE, Choices, FloatRange, IntRange, StudySpec
 
 
 def _suggest(trial: optuna.Trial, name: str, value: Any) -> Any:
