@@ -44,15 +44,14 @@ from searcher.study.record import (  # noqa: E402
     searched,
     seed_of,
     stored_config,
-    stored_verdicts,
 )
 from searcher.study.search import create_or_resume, run_trials  # noqa: E402
 from searcher.study.spec import parse_spec  # noqa: E402
-from searcher.verdict.confirmation import completed_runs, confirm  # noqa: E402
+from searcher.verdict.confirmation import completed_runs, confirm, stored_verdicts  # noqa: E402
 from searcher.verdict.curve import BudgetCurve  # noqa: E402
 from searcher.verdict.front import baselines, derived_metrics  # noqa: E402
 from searcher.verdict.payback import payback  # noqa: E402
-from searcher.verdict.plan import choose_candidates, stored_settings  # noqa: E402
+from searcher.verdict.plan import plan_confirmation  # noqa: E402
 from searcher.verdict.statistics import BUDGETS, Settings  # noqa: E402
 
 NEW_SPEC = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
@@ -90,9 +89,9 @@ def run_way(way: str, seed: int, out: Path, small: bool, objective: str) -> dict
     study = create_or_resume(spec, storage)
     run_trials(study, spec)
     searched_s = time.perf_counter() - start
-    settings = stored_settings(study, SETTINGS[way])
-    candidates = choose_candidates(study, spec, settings, 1, [])
-    confirm(study, spec, candidates, settings)
+    plan = plan_confirmation(study, spec, SETTINGS[way], 1, [])
+    candidates = plan.candidates
+    confirm(study, spec, plan)
     wall = time.perf_counter() - start
     result = payback(study)
     verdict = stored_verdicts(study)[candidates[0].number]

@@ -13,7 +13,6 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-import optuna
 from optuna.trial import FrozenTrial
 
 from objectives import TrainConfig, TrainResult
@@ -157,23 +156,6 @@ def is_stopped_early(trial: FrozenTrial) -> bool:
 def searched(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The search's own trials, baselines included: everything but confirmation runs."""
     return [t for t in trials if not is_confirm(t)]
-
-
-def stored_verdicts(study: optuna.Study) -> dict[int, dict[str, Any]]:
-    """The stored confirmation verdict of each candidate, by its trial number."""
-    stored = study.user_attrs.get(VERDICT_ATTR, {})
-    return {int(k): v for k, v in stored.get("candidates", {}).items()}
-
-
-def verdict_procedure(study: optuna.Study) -> str:
-    """How the stored verdicts were reached, in words (there must be a stored verdict)."""
-    return study.user_attrs[VERDICT_ATTR]["procedure"]
-
-
-def verdict_first_seed(study: optuna.Study) -> int:
-    """The first seed the stored verdicts were confirmed on (1000 before each study had its
-    own); there must be a stored verdict."""
-    return int(study.user_attrs[VERDICT_ATTR].get("first_seed", 1000))
 
 
 def candidate_of(trial: FrozenTrial) -> int | None:

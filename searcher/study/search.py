@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from objectives import ConfigError, TrainResult, train
+from searcher.study.confirmation_runs import search_study_name
 from searcher.study.optuna_internals import FilteredStudy, is_tell_of_finished_trial
 from searcher.study.pruning import EpochReporter
 from searcher.study.record import (
@@ -36,7 +37,6 @@ from searcher.study.record import (
     result_attrs,
 )
 from searcher.study.secrets import mask_password
-from searcher.study.siblings import search_study_name
 from searcher.study.space import baseline_epochs, trial_config
 from searcher.study.spec import StudySpec, parse_spec
 from searcher.study.storage import (

@@ -1,8 +1,10 @@
 """`dikd confirm`: re-train the study's best candidates and the plain model over fresh seeds,
-paired, scored on the test split, until a sequential verdict (`statistics.py`) is reached.
+paired, scored on the test split, until a sequential verdict (`statistics.py`) is reached; the
+verdict is stored on the study, and read back here too.
 
-Every run is a trial (role `confirm`) of the study's sibling study (`study/siblings.py`:
-the search study's own trials stay the search alone), keyed by its seed and what it trains, so a
+What is trained comes from a `Plan` (`plan.py`). Every run is a trial (role `confirm`) where
+the study's confirmation runs live (`study/confirmation_runs.py`: a sibling study, so the
+search study's own trials stay the search alone), keyed by its seed and what it trains, so a
 killed confirmation resumes without re-training finished runs and several processes can share
 the work: each takes a seed no live process is on, and trains that seed's runs back to back on
 its device, so that drift hits the candidate and its baselines alike.
@@ -10,27 +12,22 @@ its device, so that drift hits the candidate and its baselines alike.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives import TrainConfig, TrainResult, check_data, train
-from searcher.study.optuna_internals import create_trial_in_storage, storage_trial_id
+from searcher.study.confirmation_runs import RunTrials
 from searcher.study.record import (
     BUDGET_FRACTION,
     CANDIDATE,
     CONFIRM,
     CONFIRM_RUN,
     CONFIRM_SETTINGS_ATTR,
-    FAIL_REASON,
     ROLE,
     VERDICT_ATTR,
     WORKER,
@@ -41,19 +38,11 @@ from searcher.study.record import (
     result_attrs,
     seed_of,
     stored_config,
-    stored_verdicts,
 )
 from searcher.study.search import default_worker_id
-from searcher.study.siblings import confirmation_runs, confirmation_study
 from searcher.study.space import plain_config
 from searcher.study.spec import StudySpec
-from searcher.study.storage import heartbeat_interval, rdb_storage, set_user_attrs
-from searcher.verdict.plan import (
-    FIRST_SEED_ATTR,
-    Candidate,
-    Run,
-    first_seed,
-)
+from searcher.verdict.plan import FIRST_SEED_ATTR, Candidate, Plan, Run
 from searcher.verdict.statistics import (
     READ_POINT,
     SeedResult,
@@ -126,12 +115,11 @@ def _seeds_wanted(summary: Summary | None, settings: Settings) -> int:
 
 
 class _Runner:
-    """Trains one seed's runs as trials of the study. All of them are created RUNNING before
-    the first trains, so that the seed stays claimed until its last run ends; heartbeats make
-    a dead process's trials stale (failed, then planned again) rather than RUNNING forever."""
+    """Trains one seed's runs. All of their trials are started before the first trains, so
+    that the seed stays claimed until its last run ends."""
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, candidates: list[Candidate]):
-        self.study = study
+    def __init__(self, runs: RunTrials, spec: StudySpec, candidates: list[Candidate]):
+        self.runs = runs
         self.spec = spec
         self.configs = {c.number: candidate_config(spec, c.trial) for c in candidates}
 
@@ -145,17 +133,12 @@ class _Runner:
         # Only the final model is scored: on the test split, and on validation for the record.
         return base.model_copy(update={"seed": run.seed, "test": True, "eval_every_epoch": False})
 
-    def _claim(self, run: Run, config: TrainConfig) -> optuna.Trial:
-        attrs: dict[str, Any] = {
-            ROLE: CONFIRM,
-            CONFIRM_RUN: run.key,
-            CANDIDATE: run.candidate,
-            WORKER: default_worker_id(),
-            **config_attrs(config),
-        }
+    @staticmethod
+    def _attrs(run: Run, config: TrainConfig, worker: str) -> dict[str, Any]:
+        attrs = {ROLE: CONFIRM, CONFIRM_RUN: run.key, CANDIDATE: run.candidate, WORKER: worker}
         if run.fraction is not None:
             attrs[BUDGET_FRACTION] = run.fraction
-        return _new_running_trial(self.study, attrs)
+        return {**attrs, **config_attrs(config)}
 
     def train_seed(
         self,
@@ -164,8 +147,9 @@ class _Runner:
         on_run: Callable[[Run, float, TrainResult], None] | None,
     ) -> None:
         configs = [self.config(run) for run in runs]
-        trials = [self._claim(run, config) for run, config in zip(runs, configs)]
-        with _heartbeats(self.study, [storage_trial_id(t) for t in trials]):
+        worker = default_worker_id()
+        trials = self.runs.start([self._attrs(r, c, worker) for r, c in zip(runs, configs)])
+        with self.runs.kept_alive(trials):
             for index, (run, config, trial) in enumerate(zip(runs, configs, trials)):
                 try:
                     result = train(
@@ -175,9 +159,9 @@ class _Runner:
                         else lambda epoch, _r, n=config.epochs: on_epoch(epoch, n),
                     )
                 except BaseException as e:
-                    self._fail(trial, f"{type(e).__name__}: {e}")
+                    self.runs.fail(trial, f"{type(e).__name__}: {e}")
                     for left in trials[index + 1 :]:
-                        self._fail(left, f"not run: run '{run.key}' stopped first")
+                        self.runs.fail(left, f"not run: run '{run.key}' stopped first")
                     if isinstance(e, Exception):
                         raise ConfirmationFailedError(
                             f"confirmation run '{run.key}' failed: {type(e).__name__}: {e}; fix "
@@ -186,15 +170,9 @@ class _Runner:
                         ) from e
                     raise
                 cost = result.train_time_s if self.spec.objective == "wall" else result.flops
-                set_user_attrs(trial, result_attrs(result))
-                self.study.tell(trial, [cost, result.val_accuracy])
+                self.runs.complete(trial, [cost, result.val_accuracy], result_attrs(result))
                 if on_run is not None:
                     on_run(run, cost, result)
-
-    def _fail(self, trial: optuna.Trial, reason: str) -> None:
-        with contextlib.suppress(Exception):  # the storage may be what failed
-            trial.set_user_attr(FAIL_REASON, reason)
-            self.study.tell(trial, state=TrialState.FAIL)
 
 
 def candidate_config(spec: StudySpec, trial: FrozenTrial) -> TrainConfig:
@@ -204,53 +182,6 @@ def candidate_config(spec: StudySpec, trial: FrozenTrial) -> TrainConfig:
     return spec.train.model_copy(
         update={"schedule": searched_config.schedule, "epochs": searched_config.epochs}
     )
-
-
-def _new_running_trial(study: optuna.Study, attrs: dict[str, Any]) -> optuna.Trial:
-    """A RUNNING trial made directly in the storage: `study.ask()` would hand this process a
-    queued search trial instead, and the sampler must not see confirmation runs."""
-    template = FrozenTrial(
-        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
-        datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
-        system_attrs={}, intermediate_values={}, trial_id=-1,
-    )  # fmt: skip
-    return create_trial_in_storage(study, template)
-
-
-@contextlib.contextmanager
-def _heartbeats(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
-    """Heartbeats for `trial_ids` while the block runs (finished trials are skipped)."""
-    storage, interval = rdb_storage(study), heartbeat_interval(study)
-    if storage is None or interval is None:
-        yield
-        return
-
-    def beat_all() -> None:
-        for trial_id in trial_ids:
-            with contextlib.suppress(Exception):  # finished, or a missed beat: risks a re-run
-                if not storage.get_trial(trial_id).state.is_finished():
-                    storage.record_heartbeat(trial_id)
-
-    beat_all()
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            beat_all()
-
-    thread = threading.Thread(target=beat, name="confirm-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _fail_stale(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
 
 
 def _next_seed(
@@ -287,17 +218,16 @@ def _next_seed(
 def confirm(
     study: optuna.Study,
     spec: StudySpec,
-    candidates: list[Candidate],
-    settings: Settings,
+    plan: Plan,
     *,
     on_run: Callable[[Run, float, TrainResult], None] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
     poll_s: float = 5.0,
 ) -> dict[int, Summary | None]:
-    """Run the confirmation until every candidate's verdict is final; store and return it."""
-    runs_study = confirmation_study(study, create=True)  # a sibling: the search stays alone
-    runner = _Runner(runs_study, spec, candidates)
-    first = first_seed(study)
+    """Run the plan until every candidate's verdict is final; store and return it."""
+    candidates, first, settings = plan.candidates, plan.first_seed, plan.settings
+    runs = RunTrials(study)
+    runner = _Runner(runs, spec, candidates)
     for c in candidates:  # the test split too: missing data is one line before any training
         check_data(runner.config(Run(first, c.number)))
     if FIRST_SEED_ATTR not in study.user_attrs:  # before the settings: first_seed reads them
@@ -305,17 +235,16 @@ def confirm(
     if CONFIRM_SETTINGS_ATTR not in study.user_attrs:
         study.set_user_attr(CONFIRM_SETTINGS_ATTR, dataclasses.asdict(settings))
     while True:
-        _fail_stale(runs_study)
-        trials = confirmation_runs(study)
+        trials = runs.trials()
         sums = summaries(candidates, trials, settings, first)
         store_verdict(study, candidates, sums, settings, first)
-        runs, waiting = _next_seed(candidates, sums, settings, trials, first)
-        if runs is None and not waiting:
+        todo, waiting = _next_seed(candidates, sums, settings, trials, first)
+        if todo is None and not waiting:
             return sums
-        if runs is None:  # every seed left is being trained by another process
+        if todo is None:  # every seed left is being trained by another process
             time.sleep(poll_s)
             continue
-        runner.train_seed(runs, on_epoch, on_run)
+        runner.train_seed(todo, on_epoch, on_run)
 
 
 def store_verdict(
@@ -346,6 +275,23 @@ def store_verdict(
             "candidates": verdicts,
         },
     )
+
+
+def stored_verdicts(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """The stored confirmation verdict of each candidate, by its trial number."""
+    stored = study.user_attrs.get(VERDICT_ATTR, {})
+    return {int(k): v for k, v in stored.get("candidates", {}).items()}
+
+
+def verdict_procedure(study: optuna.Study) -> str:
+    """How the stored verdicts were reached, in words (there must be a stored verdict)."""
+    return study.user_attrs[VERDICT_ATTR]["procedure"]
+
+
+def verdict_first_seed(study: optuna.Study) -> int:
+    """The first seed the stored verdicts were confirmed on (1000 before each study had its
+    own); there must be a stored verdict."""
+    return int(study.user_attrs[VERDICT_ATTR].get("first_seed", 1000))
 
 
 def procedure_text(settings: Settings) -> str:

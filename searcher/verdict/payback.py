@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives import ConfigError
+from searcher.study.confirmation_runs import confirmation_runs, confirmation_study
 from searcher.study.pruning import curve_of
 from searcher.study.record import (
     VERDICT_ATTR,
@@ -32,11 +33,9 @@ from searcher.study.record import (
     is_confirm,
     is_stopped_early,
     stored_config,
-    stored_verdicts,
 )
 from searcher.study.search import load_study_spec
-from searcher.study.siblings import confirmation_runs, confirmation_study
-from searcher.verdict.confirmation import full_cost_of
+from searcher.verdict.confirmation import full_cost_of, stored_verdicts
 
 
 def run_cost(trial: FrozenTrial) -> float:

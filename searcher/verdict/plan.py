@@ -70,6 +70,26 @@ class Candidate:
         return [Run(seed, self.number), *plain]
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a confirmation trains: the candidates with their plain budgets, from which seed,
+    under which settings (those of the study's first confirmation)."""
+
+    candidates: list[Candidate]
+    first_seed: int
+    settings: Settings
+
+
+def plan_confirmation(
+    study: optuna.Study, spec: StudySpec, settings: Settings | None, top: int, numbers: list[int]
+) -> Plan:
+    """The confirmation of trials `numbers` (else the `top` of the front) under `settings`
+    (None: the defaults), or under the stored ones for a study confirmed before."""
+    settings = stored_settings(study, settings)
+    candidates = choose_candidates(study, spec, settings, top, numbers)
+    return Plan(candidates, first_seed(study), settings)
+
+
 def first_seed(study: optuna.Study) -> int:
     """The study's first confirmation seed: its own, derived from its name and creation time
     (a pick that an earlier study's confirmation favoured is confirmed on seeds that one did not

@@ -31,16 +31,15 @@ def confirm_with_progress(study, spec, numbers, top, settings):
     """Confirm the chosen candidates with a progress bar and a line per run, publish to the
     dashboard whatever happens, and print the verdict table; a failed run exits 1."""
     from searcher.verdict.confirmation import ConfirmationFailedError, confirm
-    from searcher.verdict.plan import choose_candidates, stored_settings
+    from searcher.verdict.plan import plan_confirmation
     from searcher.views.dashboard import publish
     from searcher.views.terminal import show_verdicts
 
-    settings = stored_settings(study, settings)
-    candidates = choose_candidates(study, spec, settings, top, numbers)
-    numbers = ", ".join(str(c.number) for c in candidates)
+    plan = plan_confirmation(study, spec, settings, top, numbers)
+    numbers = ", ".join(str(c.number) for c in plan.candidates)
     click.echo(
         f"confirming trial(s) {numbers} of '{study.study_name}' over fresh paired seeds "
-        f"({settings.min_seeds}-{settings.max_seeds}), scored on the test split"
+        f"({plan.settings.min_seeds}-{plan.settings.max_seeds}), scored on the test split"
     )
     bar = tqdm(desc="  epochs", unit="ep", leave=False, disable=None)
 
@@ -53,7 +52,7 @@ def confirm_with_progress(study, spec, numbers, top, settings):
         click.echo(f"  {run.key}: cost {cost:.4g}, test accuracy {100 * result.test_accuracy:.2f}%")
 
     try:
-        confirm(study, spec, candidates, settings, on_run=on_run, on_epoch=on_epoch)
+        confirm(study, spec, plan, on_run=on_run, on_epoch=on_epoch)
     except ConfirmationFailedError as e:
         bar.close()
         click.echo(f"error: {mask_password(str(e))}", err=True)

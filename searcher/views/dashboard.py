@@ -10,6 +10,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from searcher.study.confirmation_runs import confirmation_runs, confirmation_study
 from searcher.study.optuna_internals import storage_trial_id
 from searcher.study.record import (
     CONFIRM_RUN,
@@ -22,12 +23,9 @@ from searcher.study.record import (
     is_confirm,
     searched,
     seed_of,
-    stored_verdicts,
-    verdict_procedure,
 )
-from searcher.study.siblings import confirmation_runs, confirmation_study
 from searcher.study.spec import StudySpec
-from searcher.verdict.confirmation import completed_runs
+from searcher.verdict.confirmation import completed_runs, stored_verdicts, verdict_procedure
 from searcher.verdict.front import baselines, derived_metrics, pareto_front
 from searcher.verdict.payback import payback
 from searcher.verdict.statistics import mean_interval
@@ -197,7 +195,7 @@ def publish(study: optuna.Study, spec: StudySpec) -> None:
     runs = confirmation_study(study)
     where = [(study, trials)]
     if runs is not None and runs is not study:
-        save_note(runs, _runs_markdown(study))
+        save_note(runs, _runs_markdown(study.study_name))
         where.append((runs, runs.get_trials(deepcopy=False)))
     for holder, held in where:
         for t in held:
@@ -211,9 +209,9 @@ def publish(study: optuna.Study, spec: StudySpec) -> None:
                 save_note(trial, note)
 
 
-def _runs_markdown(study: optuna.Study) -> str:
+def _runs_markdown(search_study: str) -> str:
     return (
-        f"## dikd: the confirmation runs of study `{study.study_name}`\n\nEach trial re-trains "
+        f"## dikd: the confirmation runs of study `{search_study}`\n\nEach trial re-trains "
         "a candidate or the plain model with a fresh seed, scored on the test split. The "
-        f"verdict, its figure and the search's front are on study `{study.study_name}`'s page."
+        f"verdict, its figure and the search's front are on study `{search_study}`'s page."
     )

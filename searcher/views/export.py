@@ -21,12 +21,14 @@ from searcher.study.record import (
     VAL_ACCURACY,
     VERSIONS,
     stored_config,
+)
+from searcher.study.search import load_study_spec
+from searcher.verdict.confirmation import (
+    candidate_config,
     stored_verdicts,
     verdict_first_seed,
     verdict_procedure,
 )
-from searcher.study.search import load_study_spec
-from searcher.verdict.confirmation import candidate_config
 from searcher.verdict.front import PickError, derived_metrics, pick
 from searcher.verdict.payback import confirmed_winner, payback
 from searcher.views.terminal import verdict_text

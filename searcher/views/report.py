@@ -12,16 +12,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from optuna.trial import FrozenTrial, TrialState
 
-from searcher.study.record import (
-    device_of,
-    fail_reason,
-    is_baseline,
-    schedule_of,
-    searched,
-    stored_verdicts,
-    verdict_procedure,
-)
+from searcher.study.record import device_of, fail_reason, is_baseline, schedule_of, searched
 from searcher.study.spec import StudySpec
+from searcher.verdict.confirmation import stored_verdicts, verdict_procedure
 from searcher.verdict.front import curve_for, pareto_front
 from searcher.verdict.payback import payback
 from searcher.views.dashboard import verdict_figure

@@ -17,9 +17,8 @@ from searcher.study.record import (
     is_baseline,
     schedule_of,
     searched,
-    stored_verdicts,
-    verdict_procedure,
 )
+from searcher.verdict.confirmation import stored_verdicts, verdict_procedure
 from searcher.verdict.front import baselines, derived_metrics, pareto_front
 from searcher.verdict.payback import payback
 

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from tiny import NULL_TRIAL, run_null_study
 
 from searcher.cli import cli
+from searcher.study.confirmation_runs import confirmation_runs, confirmation_study
 from searcher.study.record import (
     CANDIDATE,
     CONFIRM_RUN,
@@ -23,15 +24,13 @@ from searcher.study.record import (
     WORKER,
     is_confirm,
     seed_of,
-    stored_verdicts,
 )
 from searcher.study.search import BUDGET_STATES, open_study
-from searcher.study.siblings import confirmation_runs, confirmation_study
 from searcher.study.spec import STORAGE_ENV
 from searcher.study.storage import count_trials
-from searcher.verdict.confirmation import confirm
+from searcher.verdict.confirmation import confirm, stored_verdicts
 from searcher.verdict.front import pareto_front
-from searcher.verdict.plan import choose_candidates, first_seed, stored_settings
+from searcher.verdict.plan import first_seed, plan_confirmation
 from searcher.verdict.statistics import Settings
 
 
@@ -148,8 +147,8 @@ def test_export_of_a_confirmed_pick_carries_intervals_and_reproduces_its_first_s
 
 def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path) -> None:
     study, spec = open_study("null", run_null_study(tmp_path), heartbeat=True)
-    settings = stored_settings(study, Settings(min_seeds=3, max_seeds=3, plain_runs="budgets"))
-    candidates = choose_candidates(study, spec, settings, 1, [NULL_TRIAL])
+    settings = Settings(min_seeds=3, max_seeds=3, plain_runs="budgets")
+    plan = plan_confirmation(study, spec, settings, 1, [NULL_TRIAL])
     runs_started = {"count": 0}
 
     def ctrl_c_in_the_second_run(epoch: int, total: int) -> None:
@@ -158,14 +157,14 @@ def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        confirm(study, spec, candidates, settings, on_epoch=ctrl_c_in_the_second_run)
+        confirm(study, spec, plan, on_epoch=ctrl_c_in_the_second_run)
     runs = _confirm_runs(study)
     # The seed's runs were claimed together: one finished, the cut one and the rest FAIL.
     assert [t.state for t in runs] == [TrialState.COMPLETE] + [TrialState.FAIL] * 2
     finished = runs[0].user_attrs[CONFIRM_RUN]
 
     trained: list[str] = []
-    confirm(study, spec, candidates, settings, on_run=lambda run, *_: trained.append(run.key))
+    confirm(study, spec, plan, on_run=lambda run, *_: trained.append(run.key))
     assert finished not in trained and len(trained) == 8
     done = [t for t in _confirm_runs(study) if t.state == TrialState.COMPLETE]
     assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 9  # 3 seeds x 3 runs

@@ -15,6 +15,7 @@ from tiny import TINY_TRAIN, stand_in_result, tiny_spec
 
 from searcher.cli import cli
 from searcher.study import search
+from searcher.study.confirmation_runs import confirmation_runs
 from searcher.study.record import (
     BASELINE,
     BUDGET_FRACTION,
@@ -30,7 +31,6 @@ from searcher.study.record import (
     candidate_of,
     stored_config,
 )
-from searcher.study.siblings import confirmation_runs
 from searcher.verdict import confirmation
 from searcher.verdict.confirmation import completed_runs
 from searcher.verdict.payback import payback

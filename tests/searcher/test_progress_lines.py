@@ -18,7 +18,7 @@ from tiny import stand_in_result, tiny_spec
 from objectives import TrainConfig, TrainResult
 from searcher.cli import cli
 from searcher.study import search
-from searcher.study.siblings import confirmation_runs
+from searcher.study.confirmation_runs import confirmation_runs
 from searcher.study.spec import parse_spec
 from searcher.verdict import confirmation
 from searcher.views.run_progress import _Progress

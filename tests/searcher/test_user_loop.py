@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from objectives import ALLOW_IMPORTS_ENV, _imports
 from searcher.cli import cli
-from searcher.study.siblings import confirmation_runs
+from searcher.study.confirmation_runs import confirmation_runs
 from searcher.verdict.plan import first_seed
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme"
