@@ -26,7 +26,8 @@ BUDGET = ("x_budget_left_", "x__time_up_", "x__wait_for_running_", "_Objectiveǁ
 
 def group(module: str, name: str) -> str | None:
     if module in ("searcher.study.search", "searcher.study.storage"):
-        return "budget logic (_study.py, _storage.py)" if any(b in name for b in BUDGET) else None
+        budget = any(b in name for b in BUDGET)
+        return "budget logic (study/search.py, study/storage.py)" if budget else None
     return module
 
 

@@ -47,7 +47,7 @@ from searcher.study.record import (  # noqa: E402
 )
 from searcher.study.search import create_or_resume, run_trials  # noqa: E402
 from searcher.study.spec import parse_spec  # noqa: E402
-from searcher.verdict.confirmation import completed_runs, confirm, stored_verdicts  # noqa: E402
+from searcher.verdict.confirmation import completed_runs, confirm, stored_verdict  # noqa: E402
 from searcher.verdict.curve import BudgetCurve  # noqa: E402
 from searcher.verdict.front import baselines, derived_metrics  # noqa: E402
 from searcher.verdict.payback import payback  # noqa: E402
@@ -94,7 +94,7 @@ def run_way(way: str, seed: int, out: Path, small: bool, objective: str) -> dict
     confirm(study, spec, plan)
     wall = time.perf_counter() - start
     result = payback(study)
-    verdict = stored_verdicts(study)[candidates[0].number]
+    verdict = stored_verdict(study).candidates[candidates[0].number]
     trials = study.get_trials(deepcopy=False)
     train_s = sum(t.user_attrs.get("train_time_s") or 0.0 for t in trials)
     return {
@@ -306,7 +306,7 @@ def status(out: Path) -> None:
             for t in confirm:
                 print(f"  {t.user_attrs['confirm_run']}: cost {t.values[0]:.4g}, "
                       f"test {100 * t.user_attrs['test_accuracy']:.2f}%")  # fmt: skip
-            verdicts = stored_verdicts(study)
+            verdicts = stored_verdict(study).candidates
             for number, v in verdicts.items():
                 print(f"  verdict of trial {number}: {v.get('verdict')}, seeds {v.get('seeds')}, "
                       f"d_s {v.get('statistic_pp')}")  # fmt: skip

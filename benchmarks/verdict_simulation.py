@@ -3,7 +3,7 @@ without futility stopping, and the two ways of placing the plain runs on a conca
 
     python benchmarks/verdict_simulation.py --runs 10000
 
-1. d_s drawn from N(margin, 1) (as tests/searcher/test_verdict.py): win, loss and undecided
+1. d_s drawn from N(margin, 1) (as tests/searcher/test_statistics.py): win, loss and undecided
    rates and the mean number of seeds, 3 to 8 seeds and the quickstart's 3 to 4.
 2. Whole seeds simulated on a concave plain-model curve with the quickstart's scale (full
    budget cost 1, test accuracy 76.8% at 0.75 of it and 79.2% at 1, 0.45 points of noise a

@@ -151,9 +151,7 @@ def _bad_image(path: str, reason: str, count: int) -> ConfigError:
     )
 
 
-def _build(
-    files, size: int, fit: Fit, array_path: Path, threads: int, what: str
-) -> dict[str, Any]:
+def _build(files, size: int, fit: Fit, array_path: Path, threads: int, what: str) -> dict[str, Any]:
     from PIL import Image
     from tqdm import tqdm
 

@@ -72,7 +72,6 @@ class _Stepper:
             self._compiled[scale] = torch.compile(self.model, dynamic=False, mode=self.compile_mode)
         return self._compiled[scale]
 
-
     def loss(
         self, x: torch.Tensor, y: torch.Tensor, scale: float, *, eager: bool = False
     ) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The packages import in the order a study's data flows, never back: `objectives` (training)
-imports no `searcher`; in `searcher`, `study` imports neither `verdict` nor `views`, `verdict`
-does not import `views`, and only the command (`searcher/cli.py`) sees all three."""
+imports no `searcher`; in `searcher`, `study` imports neither `verdict` nor `views`, and `verdict`
+does not import `views`. Only the command (`searcher/cli.py`) and the public names
+(`searcher/__init__.py`) draw on all three."""
 
 import ast
 from pathlib import Path

@@ -1,1 +1,2 @@
-"""The search: a spec becomes an Optuna study in SQL, whose trials workers train and record."""
+"""The study in SQL: a spec becomes an Optuna study whose search trials workers train and
+record, and where its confirmation runs' trials are kept (the verdict decides what they train)."""

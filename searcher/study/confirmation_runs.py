@@ -79,12 +79,13 @@ def confirmation_runs(study: optuna.Study) -> list[FrozenTrial]:
 
 
 class RunTrials:
-    """The trials of a search study's confirmation runs, in the study that holds them (made
-    when missing): read them, start new ones, keep them alive while they train, end them."""
+    """The trials of the search study `study`'s confirmation runs, in the study that holds
+    them (`runs_study`, made when missing): read them, start new ones, keep them alive while
+    they train, end them."""
 
     def __init__(self, study: optuna.Study) -> None:
-        self.study = confirmation_study(study, create=True)
-        storage = storage_of(self.study)
+        self.runs_study = confirmation_study(study, create=True)
+        storage = storage_of(self.runs_study)
         self._storage = storage if isinstance(storage, RDBStorage) else None
         self._interval = self._storage.get_heartbeat_interval() if self._storage else None
 
@@ -92,8 +93,8 @@ class RunTrials:
         """Every confirmation run, after failing those whose process died (stale heartbeats)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(self.study)
-        return [t for t in self.study.get_trials(deepcopy=False) if is_confirm(t)]
+            optuna.storages.fail_stale_trials(self.runs_study)
+        return [t for t in self.runs_study.get_trials(deepcopy=False) if is_confirm(t)]
 
     def start(self, attrs: list[dict[str, Any]]) -> list[optuna.Trial]:
         """A RUNNING trial for each run, with its user attributes: `study.ask()` would hand
@@ -105,7 +106,7 @@ class RunTrials:
                 datetime_complete=None, params={}, distributions={}, user_attrs=run_attrs,
                 system_attrs={}, intermediate_values={}, trial_id=-1,
             )  # fmt: skip
-            started.append(create_trial_in_storage(self.study, template))
+            started.append(create_trial_in_storage(self.runs_study, template))
         return started
 
     @contextlib.contextmanager
@@ -140,9 +141,9 @@ class RunTrials:
 
     def complete(self, trial: optuna.Trial, values: list[float], attrs: dict[str, Any]) -> None:
         set_user_attrs(trial, attrs)
-        self.study.tell(trial, values)
+        self.runs_study.tell(trial, values)
 
     def fail(self, trial: optuna.Trial, reason: str) -> None:
         with contextlib.suppress(Exception):  # the storage may be what failed
             trial.set_user_attr(FAIL_REASON, reason)
-            self.study.tell(trial, state=TrialState.FAIL)
+            self.runs_study.tell(trial, state=TrialState.FAIL)

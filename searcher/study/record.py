@@ -1,10 +1,12 @@
 """What a trial record holds: its role and the user-attribute keys every reader shares.
 
-A study holds three kinds of trials:
+Trials have three roles:
 - baseline: the plain model at a fraction of the epochs (the budget curve), enqueued at creation;
 - search: a schedule the sampler proposed;
 - confirm: a re-training with a fresh seed for `dikd confirm` (a candidate or the plain model),
-  never seen by the sampler, never on the search front, outside the study's trial budget.
+  in the sibling study `NAME.confirm` (in the search study itself for studies confirmed before
+  siblings existed): never seen by the sampler, never on the search front, outside the trial
+  budget.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ CONFIRM_SUFFIX = ".confirm"
 # verdict of each candidate.
 CONFIRM_SETTINGS_ATTR = "dikd_confirm_settings"
 VERDICT_ATTR = "dikd_verdict"
+FIRST_SEED_ATTR = "dikd_confirm_first_seed"  # the study's own first confirmation seed
 
 
 def config_attrs(config: TrainConfig) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import TrainConfig, TrainResult, check_data, train
+from objectives import ConfigError, TrainConfig, TrainResult, check_data, train
 from searcher.study.confirmation_runs import RunTrials
 from searcher.study.record import (
     BUDGET_FRACTION,
@@ -28,6 +28,7 @@ from searcher.study.record import (
     CONFIRM,
     CONFIRM_RUN,
     CONFIRM_SETTINGS_ATTR,
+    FIRST_SEED_ATTR,
     ROLE,
     VERDICT_ATTR,
     WORKER,
@@ -42,7 +43,14 @@ from searcher.study.record import (
 from searcher.study.search import default_worker_id
 from searcher.study.space import plain_config
 from searcher.study.spec import StudySpec
-from searcher.verdict.plan import FIRST_SEED_ATTR, Candidate, Plan, Run
+from searcher.verdict.plan import (
+    LEGACY_FIRST_SEED,
+    Candidate,
+    Plan,
+    Run,
+    first_seed,
+    stored_settings,
+)
 from searcher.verdict.statistics import (
     READ_POINT,
     SeedResult,
@@ -118,8 +126,7 @@ class _Runner:
     """Trains one seed's runs. All of their trials are started before the first trains, so
     that the seed stays claimed until its last run ends."""
 
-    def __init__(self, runs: RunTrials, spec: StudySpec, candidates: list[Candidate]):
-        self.runs = runs
+    def __init__(self, spec: StudySpec, candidates: list[Candidate]):
         self.spec = spec
         self.configs = {c.number: candidate_config(spec, c.trial) for c in candidates}
 
@@ -142,14 +149,15 @@ class _Runner:
 
     def train_seed(
         self,
+        holder: RunTrials,
         runs: list[Run],
         on_epoch: Callable[[int, int], None] | None,
         on_run: Callable[[Run, float, TrainResult], None] | None,
     ) -> None:
         configs = [self.config(run) for run in runs]
         worker = default_worker_id()
-        trials = self.runs.start([self._attrs(r, c, worker) for r, c in zip(runs, configs)])
-        with self.runs.kept_alive(trials):
+        trials = holder.start([self._attrs(r, c, worker) for r, c in zip(runs, configs)])
+        with holder.kept_alive(trials):
             for index, (run, config, trial) in enumerate(zip(runs, configs, trials)):
                 try:
                     result = train(
@@ -159,9 +167,9 @@ class _Runner:
                         else lambda epoch, _r, n=config.epochs: on_epoch(epoch, n),
                     )
                 except BaseException as e:
-                    self.runs.fail(trial, f"{type(e).__name__}: {e}")
+                    holder.fail(trial, f"{type(e).__name__}: {e}")
                     for left in trials[index + 1 :]:
-                        self.runs.fail(left, f"not run: run '{run.key}' stopped first")
+                        holder.fail(left, f"not run: run '{run.key}' stopped first")
                     if isinstance(e, Exception):
                         raise ConfirmationFailedError(
                             f"confirmation run '{run.key}' failed: {type(e).__name__}: {e}; fix "
@@ -170,7 +178,7 @@ class _Runner:
                         ) from e
                     raise
                 cost = result.train_time_s if self.spec.objective == "wall" else result.flops
-                self.runs.complete(trial, [cost, result.val_accuracy], result_attrs(result))
+                holder.complete(trial, [cost, result.val_accuracy], result_attrs(result))
                 if on_run is not None:
                     on_run(run, cost, result)
 
@@ -226,10 +234,15 @@ def confirm(
 ) -> dict[int, Summary | None]:
     """Run the plan until every candidate's verdict is final; store and return it."""
     candidates, first, settings = plan.candidates, plan.first_seed, plan.settings
-    runs = RunTrials(study)
-    runner = _Runner(runs, spec, candidates)
+    if first != first_seed(study) or stored_settings(study, settings) != settings:
+        raise ConfigError(
+            f"the plan's seeds or settings are not study '{study.study_name}''s: make it with "
+            "plan_confirmation"
+        )
+    runner = _Runner(spec, candidates)
     for c in candidates:  # the test split too: missing data is one line before any training
         check_data(runner.config(Run(first, c.number)))
+    runs = RunTrials(study)  # after the checks: a refused confirmation stores nothing
     if FIRST_SEED_ATTR not in study.user_attrs:  # before the settings: first_seed reads them
         study.set_user_attr(FIRST_SEED_ATTR, first)
     if CONFIRM_SETTINGS_ATTR not in study.user_attrs:
@@ -244,7 +257,7 @@ def confirm(
         if todo is None:  # every seed left is being trained by another process
             time.sleep(poll_s)
             continue
-        runner.train_seed(todo, on_epoch, on_run)
+        runner.train_seed(runs, todo, on_epoch, on_run)
 
 
 def store_verdict(
@@ -255,7 +268,7 @@ def store_verdict(
     first: int,
 ) -> None:
     """The verdict as a study attribute (merged with earlier candidates' verdicts)."""
-    verdicts = {str(n): v for n, v in stored_verdicts(study).items()}
+    verdicts = {str(n): v for n, v in stored_verdict(study).candidates.items()}
     for c in candidates:
         summary = sums[c.number]
         verdicts[str(c.number)] = {
@@ -277,21 +290,26 @@ def store_verdict(
     )
 
 
-def stored_verdicts(study: optuna.Study) -> dict[int, dict[str, Any]]:
-    """The stored confirmation verdict of each candidate, by its trial number."""
+@dataclasses.dataclass(frozen=True)
+class StoredVerdict:
+    """A study's stored verdict: each candidate's (by trial number; none before a confirmation),
+    how they were reached, from which seed, under which settings."""
+
+    candidates: dict[int, dict[str, Any]]
+    procedure: str = ""
+    first_seed: int = LEGACY_FIRST_SEED  # studies stored before each had its own seeds
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def stored_verdict(study: optuna.Study) -> StoredVerdict:
+    """The verdict `confirm` stored on the study."""
     stored = study.user_attrs.get(VERDICT_ATTR, {})
-    return {int(k): v for k, v in stored.get("candidates", {}).items()}
-
-
-def verdict_procedure(study: optuna.Study) -> str:
-    """How the stored verdicts were reached, in words (there must be a stored verdict)."""
-    return study.user_attrs[VERDICT_ATTR]["procedure"]
-
-
-def verdict_first_seed(study: optuna.Study) -> int:
-    """The first seed the stored verdicts were confirmed on (1000 before each study had its
-    own); there must be a stored verdict."""
-    return int(study.user_attrs[VERDICT_ATTR].get("first_seed", 1000))
+    return StoredVerdict(
+        candidates={int(k): v for k, v in stored.get("candidates", {}).items()},
+        procedure=stored.get("procedure", ""),
+        first_seed=int(stored.get("first_seed", LEGACY_FIRST_SEED)),
+        settings=stored.get("settings", {}),
+    )
 
 
 def procedure_text(settings: Settings) -> str:

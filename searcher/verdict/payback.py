@@ -26,7 +26,6 @@ from objectives import ConfigError
 from searcher.study.confirmation_runs import confirmation_runs, confirmation_study
 from searcher.study.pruning import curve_of
 from searcher.study.record import (
-    VERDICT_ATTR,
     budget_fraction,
     candidate_of,
     is_baseline,
@@ -35,7 +34,7 @@ from searcher.study.record import (
     stored_config,
 )
 from searcher.study.search import load_study_spec
-from searcher.verdict.confirmation import full_cost_of, stored_verdicts
+from searcher.verdict.confirmation import full_cost_of, stored_verdict
 
 
 def run_cost(trial: FrozenTrial) -> float:
@@ -150,11 +149,11 @@ def payback(study: optuna.Study) -> Payback:
     base = Payback(cost, *(unit or (None, None)))
     if base.unit_source == "the search's full baseline":
         base = dataclasses.replace(base, search_fidelity=_at_search_fidelity(study))
-    verdicts = stored_verdicts(study)
+    verdicts = stored_verdict(study).candidates
     winner = confirmed_winner(verdicts)
     if winner is None or base.answer_cost is None:
         return base
-    min_saving = study.user_attrs[VERDICT_ATTR]["settings"]["min_saving"]
+    min_saving = stored_verdict(study).settings["min_saving"]
     speedup = verdicts[winner].get("effective_speedup")
     if speedup is None:  # undefined on some seed: what the verdict itself guarantees
         point = low = high = min_saving

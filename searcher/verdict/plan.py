@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from objectives import ConfigError
 from searcher.study.record import (
     CONFIRM_SETTINGS_ATTR,
+    FIRST_SEED_ATTR,
     budget_fraction,
     is_baseline,
     searched,
@@ -27,7 +28,6 @@ from searcher.verdict.statistics import (
 
 # Confirmations stored before each study had its own seeds used 1000, 1001, ... (still read so).
 LEGACY_FIRST_SEED = 1000
-FIRST_SEED_ATTR = "dikd_confirm_first_seed"
 # A read-point plain run trains this much more than where the statistic reads its curve, so
 # that its measured cost usually lands above the read point despite the clock's noise.
 PLACEMENT_MARGIN = 0.05

@@ -25,7 +25,7 @@ from searcher.study.record import (
     seed_of,
 )
 from searcher.study.spec import StudySpec
-from searcher.verdict.confirmation import completed_runs, stored_verdicts, verdict_procedure
+from searcher.verdict.confirmation import completed_runs, stored_verdict
 from searcher.verdict.front import baselines, derived_metrics, pareto_front
 from searcher.verdict.payback import payback
 from searcher.verdict.statistics import mean_interval
@@ -75,7 +75,7 @@ def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
             marker=dict(size=5),
             hovertemplate=f"seed {seed}: %{{x:.4g}}, %{{y:.2f}}%<extra></extra>",
         )
-    for number, v in sorted(stored_verdicts(study).items()):
+    for number, v in sorted(stored_verdict(study).candidates.items()):
         rows = v.get("per_seed") or []
         if not rows:
             continue
@@ -116,7 +116,8 @@ def _plain_runs_by_seed(trials: list[FrozenTrial]) -> dict[int, list[tuple[float
 
 def verdict_markdown(study: optuna.Study) -> str:
     """The study's note in the dashboard: the verdict table, or why there is none yet."""
-    verdicts = stored_verdicts(study)
+    stored = stored_verdict(study)
+    verdicts = stored.candidates
     if not verdicts:
         return (
             "## dikd: not confirmed yet\n\nThe front below is one seed scored on the validation "
@@ -133,7 +134,7 @@ def verdict_markdown(study: optuna.Study) -> str:
         "|" + "---|" * len(headers),
         *("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows),
         "",
-        f"Procedure: {verdict_procedure(study)}.",
+        f"Procedure: {stored.procedure}.",
         "",
         f"**{payback(study).text()}** (full-run equivalents of every training the answer "
         "needed; the payback is the trainings of this model on this data after which the "

@@ -23,12 +23,7 @@ from searcher.study.record import (
     stored_config,
 )
 from searcher.study.search import load_study_spec
-from searcher.verdict.confirmation import (
-    candidate_config,
-    stored_verdicts,
-    verdict_first_seed,
-    verdict_procedure,
-)
+from searcher.verdict.confirmation import candidate_config, stored_verdict
 from searcher.verdict.front import PickError, derived_metrics, pick
 from searcher.verdict.payback import confirmed_winner, payback
 from searcher.views.terminal import verdict_text
@@ -45,7 +40,7 @@ def resolve_rule(study: optuna.Study, rule: str) -> str:
     """`auto`: the confirmed winner when a confirmation has run, else fastest-within:0.5."""
     if rule != AUTO:
         return rule
-    verdicts = stored_verdicts(study)
+    verdicts = stored_verdict(study).candidates
     if not verdicts:
         return "fastest-within:0.5"
     best = confirmed_winner(verdicts)
@@ -68,19 +63,20 @@ def export_document(study: optuna.Study, rule: str) -> dict[str, Any]:
     measured = {k: trial.user_attrs.get(k) for k in MEASURED_ATTRS}
     measured.update({k: v for k, v in metrics.items() if v is not None})
     train = dict(stored_config(trial))
-    verdict = stored_verdicts(study).get(trial.number)
+    stored = stored_verdict(study)
+    verdict = stored.candidates.get(trial.number)
     if verdict is None:
         confirmation: dict[str, Any] = {"status": UNCONFIRMED.format(name=study.study_name)}
     else:
         confirmation = {
             "status": verdict_text(verdict),
-            "procedure": verdict_procedure(study),
+            "procedure": stored.procedure,
             "split": "test",
             **{k: v for k, v in verdict.items() if k not in ("trial",)},
         }
         # The confirmation's full fidelity, whatever fidelity the search trained it at.
         train = candidate_config(load_study_spec(study), trial).to_dict()
-        train.update(seed=verdict_first_seed(study), test=True)
+        train.update(seed=stored.first_seed, test=True)
     return {
         "study": study.study_name,
         "trial": trial.number,

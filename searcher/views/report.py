@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from searcher.study.record import device_of, fail_reason, is_baseline, schedule_of, searched
 from searcher.study.spec import StudySpec
-from searcher.verdict.confirmation import stored_verdicts, verdict_procedure
+from searcher.verdict.confirmation import stored_verdict
 from searcher.verdict.front import curve_for, pareto_front
 from searcher.verdict.payback import payback
 from searcher.views.dashboard import verdict_figure
@@ -183,7 +183,8 @@ def build_report(study: optuna.Study, spec: StudySpec) -> str:
 
 
 def _verdict_html(study: optuna.Study) -> str:
-    verdicts = stored_verdicts(study)
+    stored = stored_verdict(study)
+    verdicts, procedure = stored.candidates, stored.procedure
     cost = f'<p class="payback">{html.escape(payback(study).text())}.</p>'
     if not verdicts:
         return (
@@ -205,7 +206,7 @@ def _verdict_html(study: optuna.Study) -> str:
     return (
         f"<p>{html.escape(VERDICT_INTRO[0].upper() + VERDICT_INTRO[1:])}.</p>\n"
         f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n'
-        f'<p class="procedure">Procedure: {html.escape(verdict_procedure(study))}.</p>\n' + cost
+        f'<p class="procedure">Procedure: {html.escape(procedure)}.</p>\n' + cost
     )
 
 

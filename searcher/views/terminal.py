@@ -18,7 +18,7 @@ from searcher.study.record import (
     schedule_of,
     searched,
 )
-from searcher.verdict.confirmation import stored_verdicts, verdict_procedure
+from searcher.verdict.confirmation import stored_verdict
 from searcher.verdict.front import baselines, derived_metrics, pareto_front
 from searcher.verdict.payback import payback
 
@@ -205,11 +205,9 @@ def verdict_rows(verdicts: dict[int, dict[str, Any]], trials: dict[int, FrozenTr
 
 def show_verdicts(study: optuna.Study) -> str | None:
     """The stored verdicts as a table with the procedure that reached them; None if none."""
-    verdicts = stored_verdicts(study)
-    if not verdicts:
+    stored = stored_verdict(study)
+    if not stored.candidates:
         return None
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    procedure = verdict_procedure(study)
-    return "\n".join(
-        [f"{VERDICT_INTRO}:", table(*verdict_rows(verdicts, trials)), f"procedure: {procedure}"]
-    )
+    rows = verdict_rows(stored.candidates, trials)
+    return "\n".join([f"{VERDICT_INTRO}:", table(*rows), f"procedure: {stored.procedure}"])

@@ -28,7 +28,7 @@ from searcher.study.record import (
 from searcher.study.search import BUDGET_STATES, open_study
 from searcher.study.spec import STORAGE_ENV
 from searcher.study.storage import count_trials
-from searcher.verdict.confirmation import confirm, stored_verdicts
+from searcher.verdict.confirmation import confirm, stored_verdict
 from searcher.verdict.front import pareto_front
 from searcher.verdict.plan import first_seed, plan_confirmation
 from searcher.verdict.statistics import Settings
@@ -46,7 +46,7 @@ def _confirm_runs(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def test_the_null_schedule_is_never_called_a_win(null_study) -> None:
     url, _ = null_study
     study, _ = open_study("null", url)
-    verdict = stored_verdicts(study)[NULL_TRIAL]
+    verdict = stored_verdict(study).candidates[NULL_TRIAL]
     assert verdict["verdict"] != "win"
     assert verdict["final"]
     assert len(verdict["seeds"]) >= 3 and verdict["seeds"][0] == first_seed(study) >= 10_000
@@ -169,7 +169,7 @@ def test_a_killed_confirmation_resumes_without_retraining_finished_runs(tmp_path
     done = [t for t in _confirm_runs(study) if t.state == TrialState.COMPLETE]
     assert len({t.user_attrs[CONFIRM_RUN] for t in done}) == len(done) == 9  # 3 seeds x 3 runs
     assert {t.user_attrs[CANDIDATE] for t in done} == {NULL_TRIAL, None}
-    assert stored_verdicts(study)[NULL_TRIAL]["final"]
+    assert stored_verdict(study).candidates[NULL_TRIAL]["final"]
 
 
 def test_two_processes_share_one_confirmation(tmp_path) -> None:

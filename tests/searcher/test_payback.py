@@ -22,6 +22,7 @@ from searcher.study.record import (
     CANDIDATE,
     CONFIRM,
     CONFIRM_RUN,
+    FIRST_SEED_ATTR,
     PARTIAL,
     PRUNED_REASON,
     ROLE,
@@ -34,7 +35,7 @@ from searcher.study.record import (
 from searcher.verdict import confirmation
 from searcher.verdict.confirmation import completed_runs
 from searcher.verdict.payback import payback
-from searcher.verdict.plan import FIRST_SEED_ATTR, PLACEMENT_MARGIN, first_seed
+from searcher.verdict.plan import PLACEMENT_MARGIN, first_seed
 
 
 def _study_with(trials: list[dict]) -> optuna.Study:
