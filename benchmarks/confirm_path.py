@@ -66,12 +66,12 @@ def trace_confirm(folder: pathlib.Path) -> tuple[list[str], list[str]]:
     return study_walk, walk
 
 
-def show(name: str, entries: list[str]) -> None:
+def show(name: str, entries: list[str], unit: str = "files") -> None:
     """The walk's files in order (repeats merged), how often each is entered, and the returns."""
     walk = [f for i, f in enumerate(entries) if i == 0 or f != entries[i - 1]]
     counts = collections.Counter(walk)
     returns = len(walk) - len(counts)
-    print(f"{name}: {len(counts)} places, {returns} returns to a place already left")
+    print(f"{name}: {len(counts)} {unit}, {returns} returns to one already left")
     print("  " + " -> ".join(f.removesuffix(".py") for f in walk))
     print(
         "  entered more than once: "
@@ -83,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         study_walk, walk = trace_confirm(pathlib.Path(folder))
     show("the study's walk", study_walk)
-    show("the study's walk by folder", [f.split("/")[0] for f in study_walk])
+    show("the study's walk by folder", [f.split("/")[0] for f in study_walk], "folders")
     show("every function's walk", walk)
 
 
