@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def confirmed_null_study(tmp_path_factory, worker_id) -> tuple[str, Path]:
+def confirmed_null_study(tmp_path_factory, pytestconfig) -> tuple[str, Path]:
     """The null study, run and confirmed on tiny real training (the slowest fixture of the
     suite, so made once per test run, shared by pytest-xdist's workers under a file lock): its
     storage URL and folder. The confirmation's and the dashboard's tests share it; they only
@@ -16,7 +16,7 @@ def confirmed_null_study(tmp_path_factory, worker_id) -> tuple[str, Path]:
     from filelock import FileLock
     from tiny import make_confirmed_study
 
-    if worker_id == "master":  # not under xdist
+    if not hasattr(pytestconfig, "workerinput"):  # not an xdist worker (or xdist not loaded)
         folder = tmp_path_factory.mktemp("confirm")
         return make_confirmed_study(folder), folder
     shared = tmp_path_factory.getbasetemp().parent  # this run's, common to its workers
