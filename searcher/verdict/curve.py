@@ -1,8 +1,8 @@
 """The plain model's budget curve: its best accuracy within a cost, from (cost, accuracy) points.
 
 One class, one rule beyond its ends, read alike by the search (derived metrics, picks), the
-confirmation (each seed's verdict statistic and effective speedup), the report, the dashboard
-notes and the benchmarks.
+confirmation (each seed's verdict statistic and effective speedup, from its plain runs at several
+budgets or from one read-point run), the report, the dashboard notes and the benchmarks.
 """
 
 from __future__ import annotations
@@ -58,20 +58,27 @@ class BudgetCurve:
       each accuracy no later than the curve does, and never costs more than the first point,
       which the points show is enough.
 
-    A curve of one point reads nothing beyond it but the lower bound above its accuracy.
+    A curve of one point (c_p, a_p), such as a confirmation's one read-point plain run, has no
+    segment to extend, so it is read by the same rule with what one point bounds: at or below
+    c_p the plain model reaches at least a_p (more budget can stop where less did); beyond c_p
+    the chord from (0, 0) through the point, extended, which lies above a concave curve that
+    starts at or above 0. The cost to reach an accuracy: at or above a_p, c_p (a lower bound);
+    below it, None: a concave curve may get there at almost no cost, so one point shows no
+    speedup there (the chord from (0, 0) would be an upper bound, and print a speedup above 1
+    for a schedule that loses).
     """
 
     costs: tuple[float, ...]
     accuracies: tuple[float, ...]
-    full_cost: float  # the full-budget baseline
-    full_accuracy: float
+    full_cost: float  # the full-budget baseline's (measured, or from a plain run's cost a step)
+    full_accuracy: float | None  # None where the full budget was not trained
 
     @classmethod
     def from_points(
-        cls, points: Sequence[tuple[float, float]], full: tuple[float, float]
+        cls, points: Sequence[tuple[float, float]], full: tuple[float, float | None]
     ) -> BudgetCurve:
-        """`points`: (cost, accuracy) of the plain model at several budgets; `full`: the one
-        at the whole budget."""
+        """`points`: (cost, accuracy) of the plain model at one budget or several; `full`: the
+        whole budget's (its accuracy None where it was not trained)."""
         costs, accuracies = monotone_points(list(points))
         return cls(tuple(costs), tuple(accuracies), full[0], full[1])
 
@@ -84,15 +91,16 @@ class BudgetCurve:
             return None
         return cls.from_points([(t.values[0], t.values[1]) for t in done], tuple(full[0].values))
 
-    def accuracy_at(self, cost: float) -> float | None:
+    def accuracy_at(self, cost: float) -> float:
         """The plain model's accuracy at `cost`: interpolated, the end segments extended beyond
-        the ends; None beyond a one-point curve."""
+        the ends (a one-point curve: its accuracy at or below its cost, the chord beyond)."""
         costs, accuracies = self.costs, self.accuracies
         i = bisect.bisect_left(costs, cost)
         if i < len(costs) and costs[i] == cost:
             return accuracies[i]
         if len(costs) < 2:
-            return None
+            c_p, a_p = costs[0], accuracies[0]
+            return a_p if cost <= c_p or c_p <= 0 else a_p * cost / c_p
         i = min(max(i, 1), len(costs) - 1)  # the segment, or the end segment to extend
         c0, c1, a0, a1 = costs[i - 1], costs[i], accuracies[i - 1], accuracies[i]
         return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)

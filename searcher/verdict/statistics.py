@@ -23,7 +23,8 @@ at level alpha / looks on each side. The false-win rate over all looks is at mos
 With `plain_runs="read-point"` each seed trains the plain model once, at a number of steps just
 above where d_s reads its curve. That one point (c_p, a_p) is read conservatively: at or below
 c_p the plain model reaches at least a_p (more budget can stop where less did), beyond it the
-chord from (0, 0) through the point, extended, which lies above a concave curve (OnePointCurve).
+chord from (0, 0) through the point, extended, which lies above a concave curve (BudgetCurve's
+rule for one point).
 `futility` stops a candidate, undecided, once a win is out of reach at `max_seeds`: a stop that
 never declares anything can only lower the false-win rate.
 """
@@ -93,31 +94,6 @@ def _t_quantile(p: float, df: int) -> float:
     return float(stats.t.ppf(p, df))
 
 
-class OnePointCurve:
-    """The plain model known at one point (cost, accuracy), read so that it can only hide a
-    win: at or below its cost it reaches the point's accuracy (monotone); beyond it, the chord
-    from (0, 0) through the point, extended (above a concave curve that starts at or above 0).
-    The cost to reach an accuracy: at or above the point's, at least the point's cost (a lower
-    bound: all the point shows); below it, None: a concave curve may get there at almost no
-    cost, so one point shows no speedup there (the chord from (0, 0) would be an upper bound,
-    and print a speedup above 1 for a schedule that loses)."""
-
-    def __init__(self, point: tuple[float, float]) -> None:
-        self.cost, self.accuracy = point
-        if self.cost <= 0:
-            raise ValueError("a one-point plain curve needs a positive cost")
-
-    def accuracy_at(self, cost: float) -> float:
-        return self.accuracy if cost <= self.cost else self.accuracy * cost / self.cost
-
-    def cost_to_reach(self, accuracy: float) -> float | None:
-        return self.cost if accuracy >= self.accuracy else None
-
-    def effective_speedup(self, cost: float, accuracy: float) -> float | None:
-        needed = self.cost_to_reach(accuracy)
-        return needed / cost if needed is not None and needed > 0 and cost > 0 else None
-
-
 @dataclasses.dataclass(frozen=True)
 class SeedResult:
     """The paired numbers of one seed: the candidate's (cost, accuracy), the plain model's
@@ -130,19 +106,12 @@ class SeedResult:
     plain: tuple[tuple[float, float], ...]
     full: tuple[float, float | None]
 
-    def curve(self) -> BudgetCurve | OnePointCurve:
-        """The seed's plain model: a budget curve, or one read-point run (OnePointCurve)."""
-        if len(self.plain) == 1:
-            return OnePointCurve(self.plain[0])
-        curve = BudgetCurve.from_points(self.plain, self.full)
-        if len(curve.costs) < 2:
-            raise ValueError("a plain-model curve needs at least two distinct costs")
-        return curve
+    def curve(self) -> BudgetCurve:
+        """The seed's plain model: its runs at several budgets, or its one read-point run."""
+        return BudgetCurve.from_points(self.plain, self.full)
 
     def _plain_accuracy_at(self, cost: float) -> float:
-        accuracy = self.curve().accuracy_at(cost)
-        assert accuracy is not None  # a curve of two costs or more reads everywhere
-        return accuracy
+        return self.curve().accuracy_at(cost)
 
     def statistic(self, min_saving: float) -> float:
         """d_s in accuracy points: the candidate's accuracy minus the plain model's at

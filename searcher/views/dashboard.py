@@ -26,6 +26,7 @@ from searcher.study.record import (
 )
 from searcher.study.spec import StudySpec
 from searcher.verdict.confirmation import completed_runs, stored_verdict
+from searcher.verdict.curve import BudgetCurve
 from searcher.verdict.front import baselines, derived_metrics, pareto_front
 from searcher.verdict.payback import payback
 from searcher.verdict.statistics import mean_interval
@@ -42,14 +43,24 @@ def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     unit = "training time (s)" if spec.objective == "wall" else "training FLOPs"
     fig = go.Figure()
-    curve = sorted(baselines(searched(trials)), key=lambda t: t.values[0])
+    plain = baselines(searched(trials))
+    curve = BudgetCurve.from_trials(plain)  # the line speedups are read from: best within a cost
     fig.add_scatter(
-        x=[t.values[0] for t in curve],
-        y=[100 * t.values[1] for t in curve],
-        mode="lines+markers",
+        x=list(curve.costs) if curve else [t.values[0] for t in plain],
+        y=[100 * a for a in curve.accuracies] if curve else [100 * t.values[1] for t in plain],
+        mode="lines",
         name="search: plain model, fewer epochs (validation)",
+        legendgroup="plain",
         line=dict(color="#333", width=2),
-        marker=dict(symbol="square", size=8),
+    )
+    fig.add_scatter(
+        x=[t.values[0] for t in plain],
+        y=[100 * t.values[1] for t in plain],
+        mode="markers",
+        name="search: plain model, fewer epochs (validation)",
+        legendgroup="plain",
+        showlegend=False,
+        marker=dict(symbol="square", size=8, color="#333"),
     )
     front = [t for t in pareto_front(trials) if not is_baseline(t)]
     fig.add_scatter(

@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from searcher.study.record import device_of, is_baseline
 from searcher.study.spec import SEARCHABLE, StudySpec
+from searcher.verdict.curve import BudgetCurve
 from searcher.verdict.front import derived_metrics, pareto_front
 from searcher.views.terminal import accuracy_text, describe_schedule, times_text
 
@@ -149,11 +150,23 @@ def _pareto_figure(done: list[FrozenTrial], failed: list[FrozenTrial], shown: Sh
                 points,
                 shown.hover,
                 name=name,
-                mode="lines+markers",
-                line=dict(color=COLORS["baseline"], width=2, dash=dash),
+                mode="markers",
+                legendgroup=name,
                 marker=dict(color=COLORS["baseline"], size=9, symbol="square"),
             )
         )
+        curve = BudgetCurve.from_trials(points)
+        if curve is not None:  # the line the speedups are read from: best within a cost
+            fig.add_scatter(
+                x=list(curve.costs),
+                y=[100 * a for a in curve.accuracies],
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                showlegend=False,
+                hoverinfo="skip",
+                line=dict(color=COLORS["baseline"], width=2, dash=dash),
+            )
     front = pareto_front(done)
     fig.add_trace(
         go.Scatter(

@@ -62,9 +62,9 @@ def test_curve_is_made_non_decreasing_and_keeps_the_better_of_a_tie() -> None:
     assert flat.effective_speedup(5.0, 0.60) is None  # needs no cost: no ratio
 
 
-def test_a_one_point_curve_reads_only_its_point_and_the_bound_above_it() -> None:
+def test_a_one_point_curve_reads_its_point_and_what_one_point_bounds() -> None:
     curve = BudgetCurve.from_points([(40.0, 0.85)], (40.0, 0.85))
-    assert curve.accuracy_at(40.0) == 0.85 and curve.accuracy_at(30.0) is None
+    assert curve.accuracy_at(40.0) == 0.85 and curve.accuracy_at(30.0) == 0.85
     assert curve.cost_to_reach(0.90) == 40.0 and curve.cost_to_reach(0.80) is None
     assert curve.effective_speedup(20.0, 0.90) == 2.0
 

@@ -20,6 +20,7 @@ from searcher.study.spec import StudySpec, parse_spec
 from searcher.verdict.confirmation import store_verdict
 from searcher.verdict.plan import Candidate
 from searcher.verdict.statistics import SeedResult, Settings, summarise
+from searcher.views.dashboard import verdict_figure
 from searcher.views.figures import hypervolume_2d
 from searcher.views.pruning import learning_curves_figure
 from searcher.views.report import build_report, write_report
@@ -193,3 +194,28 @@ def test_the_confirmation_table_is_an_html_table_that_wraps(folder) -> None:
     assert "<th>effective [95%]</th>" in table and "win at 3 seeds" in table
     assert "<pre>confirmation" not in page  # no fixed-width block to run off the page
     assert "table.verdicts td { overflow-wrap: anywhere; }" in page
+
+
+def test_the_plain_model_is_drawn_as_the_curve_speedups_are_read_from(folder) -> None:
+    """A dearer budget that scored below a cheaper one (noise) does not dip the drawn line: the
+    line is the budget curve's best accuracy within a cost, the markers what each run measured."""
+    measured = {1: 0.72, 2: 0.70, 4: 0.80}
+
+    def dipping(config: TrainConfig, on_epoch=None) -> TrainResult:
+        return stand_in_result(config, float(config.epochs), measured[config.epochs])
+
+    spec = parse_spec(
+        {**SPEC, "name": "dip", "train": {**SPEC["train"], "epochs": 4},
+         "baseline": {"fractions": [0.25, 0.5, 1.0]}}
+    )  # fmt: skip
+    study = search.create_or_resume(spec, f"sqlite:///{folder / 'dip.db'}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search, "train", dipping)
+        search.run_trials(study, spec, max_trials=3)  # the three baselines
+    line, markers = verdict_figure(study, spec).data[:2]
+    assert list(line.x) == [1.0, 2.0, 4.0] and list(line.y) == pytest.approx([72, 72, 80])
+    assert [(x, round(y, 6)) for x, y in sorted(zip(markers.x, markers.y))] == [
+        (1, 72),
+        (2, 70),
+        (4, 80),
+    ]

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
+from searcher.verdict.curve import BudgetCurve
 from searcher.verdict.statistics import (
     LOSS,
     UNDECIDED,
     WIN,
-    OnePointCurve,
     SeedResult,
     Settings,
     is_final,
@@ -147,14 +147,14 @@ def test_futility_stops_a_hopeless_candidate_at_the_first_look() -> None:
     assert not sequential_verdict([-0.5, 0.2, -0.3], SETTINGS).futile
 
 
-def test_one_point_curve_is_read_so_that_it_can_only_hide_a_win() -> None:
-    curve = OnePointCurve((80.0, 0.80))
+def test_a_one_point_plain_curve_is_read_so_that_it_can_only_hide_a_win() -> None:
+    curve = BudgetCurve.from_points([(80.0, 0.80)], (100.0, None))  # a read-point run
     assert curve.accuracy_at(50.0) == 0.80  # below the point: at least its accuracy
     assert curve.accuracy_at(100.0) == pytest.approx(1.0)  # beyond: the chord from (0, 0)
     concave = [(x, 0.9 - 0.5 * 2.0 ** (-x / 20)) for x in range(1, 200)]
     at = dict(concave)
     for c in (20, 60, 100):
-        one = OnePointCurve((c, at[c]))
+        one = BudgetCurve.from_points([(c, at[c])], (200.0, None))
         assert all(one.accuracy_at(x) >= a - 1e-12 for x, a in concave)
         # The cost to reach an accuracy is never above what the concave curve needs: at least
         # the point's cost at or above its accuracy, nothing (no speedup) below it.
