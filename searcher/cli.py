@@ -244,7 +244,8 @@ def study_list(storage_url) -> None:
     runs = {s.user_attrs[CONFIRMATION_OF_ATTR]: s for s in summaries
             if CONFIRMATION_OF_ATTR in s.user_attrs}  # fmt: skip
     studies = [s for s in summaries if CONFIRMATION_OF_ATTR not in s.user_attrs]
-    click.echo(f"storage {mask_password(url)}: {len(studies)} studies")
+    counted = f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}"
+    click.echo(f"storage {mask_password(url)}: {counted}")
     for summary in studies:
         sibling = runs.get(summary.study_name)
         confirmed = (

@@ -78,10 +78,21 @@ def test_confirmation_runs_stay_out_of_the_search(null_study) -> None:
     assert not any(is_confirm(t) for t in study.get_trials(deepcopy=False))
     assert study.user_attrs[CONFIRM_STUDY_ATTR] == "null.confirm"
     listed = CliRunner().invoke(cli, ["study", "list", "--storage", url])
-    assert "1 studies" in listed.output and "in 'null.confirm'" in listed.output, listed.output
+    assert "1 study" in listed.output and "in 'null.confirm'" in listed.output, listed.output
     # Every command treats the pair as one study.
     sibling, _ = open_study("null.confirm", url)
     assert sibling.study_name == "null"
+
+
+def test_commands_given_the_sibling_name_show_the_search_study(null_study, tmp_path) -> None:
+    url, _ = null_study
+    show = CliRunner().invoke(cli, ["study", "show", "null.confirm", "--storage", url])
+    assert show.exit_code == 0, show.output
+    assert "study 'null'" in show.output and "confirmation (fresh seeds" in show.output
+    page = tmp_path / "r.html"
+    report = CliRunner().invoke(cli, ["report", "null.confirm", "-o", str(page), "--storage", url])
+    assert report.exit_code == 0, report.output
+    assert "<title>dikd report: null</title>" in page.read_text()
 
 
 def test_a_study_confirmed_in_the_earlier_form_reads_its_runs_where_they_are(tmp_path) -> None:
