@@ -2,7 +2,7 @@
 
 Each field of `Schedule` declares what a value must be once, in its annotation (the choices of
 a `Literal`, bool, int) and its `bounds`; `SCHEDULE_FIELDS` reads them, and both the schedule's
-own checks and the study spec's searchable fields (searcher/_spec.py) are derived from it.
+own checks and the study spec's searchable fields (searcher/study/spec.py) are derived from it.
 """
 
 from __future__ import annotations
