@@ -100,7 +100,11 @@ class BudgetCurve:
             return accuracies[i]
         if len(costs) < 2:
             c_p, a_p = costs[0], accuracies[0]
-            return a_p if cost <= c_p or c_p <= 0 else a_p * cost / c_p
+            if cost <= c_p:
+                return a_p
+            if c_p <= 0:  # no chord from (0, 0): one point at no cost bounds nothing above it
+                raise ValueError("a one-point plain curve needs a positive cost")
+            return a_p * cost / c_p
         i = min(max(i, 1), len(costs) - 1)  # the segment, or the end segment to extend
         c0, c1, a0, a1 = costs[i - 1], costs[i], accuracies[i - 1], accuracies[i]
         return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)

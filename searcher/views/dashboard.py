@@ -43,14 +43,18 @@ def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     unit = "training time (s)" if spec.objective == "wall" else "training FLOPs"
     fig = go.Figure()
-    plain = baselines(searched(trials))
-    curve = BudgetCurve.from_trials(plain)  # the line speedups are read from: best within a cost
+    plain = sorted(baselines(searched(trials)), key=lambda t: t.values[0])
+    # The budget curve (best accuracy within a cost); the measured points themselves until the
+    # full budget has completed.
+    curve = BudgetCurve.from_trials(plain)
+    costs = curve.costs if curve else [t.values[0] for t in plain]
+    accuracies = curve.accuracies if curve else [t.values[1] for t in plain]
     fig.add_scatter(
-        x=list(curve.costs) if curve else [t.values[0] for t in plain],
-        y=[100 * a for a in curve.accuracies] if curve else [100 * t.values[1] for t in plain],
+        x=list(costs),
+        y=[100 * a for a in accuracies],
         mode="lines",
         name="search: plain model, fewer epochs (validation)",
-        legendgroup="plain",
+        legendgroup="search-plain",
         line=dict(color="#333", width=2),
     )
     fig.add_scatter(
@@ -58,7 +62,7 @@ def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
         y=[100 * t.values[1] for t in plain],
         mode="markers",
         name="search: plain model, fewer epochs (validation)",
-        legendgroup="plain",
+        legendgroup="search-plain",
         showlegend=False,
         marker=dict(symbol="square", size=8, color="#333"),
     )

@@ -145,6 +145,20 @@ def _pareto_figure(done: list[FrozenTrial], failed: list[FrozenTrial], shown: Sh
             key=lambda t: t.values[0],
         )
         name = BASELINE_NAME if len(devices) == 1 else f"{BASELINE_NAME} ({device})"
+        # The device's budget curve (best accuracy within a cost, as speedups read it); the
+        # measured points themselves until its full budget has completed.
+        curve = BudgetCurve.from_trials(points)
+        costs = curve.costs if curve else [t.values[0] for t in points]
+        accuracies = curve.accuracies if curve else [t.values[1] for t in points]
+        fig.add_scatter(
+            x=list(costs),
+            y=[100 * a for a in accuracies],
+            mode="lines",
+            name=name,
+            legendgroup=name,
+            hoverinfo="skip",
+            line=dict(color=COLORS["baseline"], width=2, dash=dash),
+        )
         fig.add_trace(
             _cost_accuracy_scatter(
                 points,
@@ -152,21 +166,10 @@ def _pareto_figure(done: list[FrozenTrial], failed: list[FrozenTrial], shown: Sh
                 name=name,
                 mode="markers",
                 legendgroup=name,
+                showlegend=False,
                 marker=dict(color=COLORS["baseline"], size=9, symbol="square"),
             )
         )
-        curve = BudgetCurve.from_trials(points)
-        if curve is not None:  # the line the speedups are read from: best within a cost
-            fig.add_scatter(
-                x=list(curve.costs),
-                y=[100 * a for a in curve.accuracies],
-                mode="lines",
-                name=name,
-                legendgroup=name,
-                showlegend=False,
-                hoverinfo="skip",
-                line=dict(color=COLORS["baseline"], width=2, dash=dash),
-            )
     front = pareto_front(done)
     fig.add_trace(
         go.Scatter(
