@@ -51,8 +51,9 @@ class ScheduledSteps:
         self.reestimate_bn = reestimate_bn  # False: never re-estimate (`model(x)` cannot run)
         self.steps_begun = 0
         # Called at each step's start (index, scale, full-size input, model) and end (index);
-        # RunContext measures with them. A step ends after the optimiser's step when one is
-        # given, else when the `with` block exits.
+        # RunContext measures with them. A step ends when its `with` block has exited and, when
+        # an optimiser is given, it has stepped: after the block (a plain loop) or within it
+        # (Lightning), whichever comes later, so the model is never reduced at a step's end.
         self.on_begin: Callable[[int, float, torch.Tensor, nn.Module], None] | None = None
         self.on_end: Callable[[int], None] | None = None
         # Each scale replaced by the first that computes the same step (as dikd's own loop
@@ -68,7 +69,7 @@ class ScheduledSteps:
         self._reestimate_at_end: bool | None = None  # decided at the first step
         self._last_inputs: list[torch.Tensor] = []
         self._inside = False  # in a step's block (the model possibly reduced)
-        self._reestimate_pending = False
+        self._stepped_inside = False  # the optimiser stepped within the block: end at its exit
         self.bn_reestimation_batches = 0  # inputs the final re-estimation ran on; 0: none
 
     @classmethod
@@ -126,18 +127,16 @@ class ScheduledSteps:
                 yield x
         finally:
             self._inside = False
-        if optimizer is None or self._reestimate_pending:
+        if optimizer is None or self._stepped_inside:
+            self._stepped_inside = False
             self._ended(index)
 
     def _ended(self, index: int) -> None:
         if index == self.total_steps - 1 and self._last_inputs and self._model is not None:
-            if self._inside:  # Lightning steps the optimiser inside the block: after it
-                self._reestimate_pending = True
-                return
             # Part of making the final model (timed by RunContext: before on_end).
             reestimate_bn(self._model, self._last_inputs)
             self.bn_reestimation_batches = len(self._last_inputs)
-            self._last_inputs, self._reestimate_pending = [], False
+            self._last_inputs = []
         if self.on_end is not None:
             self.on_end(index)
 
@@ -170,7 +169,10 @@ class ScheduledSteps:
             self._saved_lrs = None
         if self._due is not None:
             index, self._due = self._due[0], None
-            self._ended(index)
+            if self._inside:
+                self._stepped_inside = True
+            else:
+                self._ended(index)
 
 
 def load_schedule(path: str | Path) -> Schedule:

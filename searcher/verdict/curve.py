@@ -134,3 +134,14 @@ class BudgetCurve:
         training less. None for a free trial or where the needed cost is 0."""
         needed = self.cost_to_reach(accuracy)
         return needed / cost if needed is not None and needed > 0 and cost > 0 else None
+
+
+def plain_line(baseline_trials: list[FrozenTrial]) -> tuple[list[float], list[float]]:
+    """Where a figure draws the plain model, as (costs, accuracies): its budget curve (the best
+    accuracy within a cost, as speedups read it), or the measured points sorted by cost until
+    the full budget has completed."""
+    curve = BudgetCurve.from_trials(baseline_trials)
+    if curve is not None:
+        return list(curve.costs), list(curve.accuracies)
+    points = sorted(t.values for t in baseline_trials if t.state == TrialState.COMPLETE)
+    return [cost for cost, _ in points], [accuracy for _, accuracy in points]

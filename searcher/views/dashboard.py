@@ -26,7 +26,7 @@ from searcher.study.record import (
 )
 from searcher.study.spec import StudySpec
 from searcher.verdict.confirmation import completed_runs, stored_verdict
-from searcher.verdict.curve import BudgetCurve
+from searcher.verdict.curve import plain_line
 from searcher.verdict.front import baselines, derived_metrics, pareto_front
 from searcher.verdict.payback import payback
 from searcher.verdict.statistics import mean_interval
@@ -44,13 +44,9 @@ def verdict_figure(study: optuna.Study, spec: StudySpec) -> go.Figure:
     unit = "training time (s)" if spec.objective == "wall" else "training FLOPs"
     fig = go.Figure()
     plain = sorted(baselines(searched(trials)), key=lambda t: t.values[0])
-    # The budget curve (best accuracy within a cost); the measured points themselves until the
-    # full budget has completed.
-    curve = BudgetCurve.from_trials(plain)
-    costs = curve.costs if curve else [t.values[0] for t in plain]
-    accuracies = curve.accuracies if curve else [t.values[1] for t in plain]
+    costs, accuracies = plain_line(plain)
     fig.add_scatter(
-        x=list(costs),
+        x=costs,
         y=[100 * a for a in accuracies],
         mode="lines",
         name="search: plain model, fewer epochs (validation)",

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from searcher.study.record import device_of, is_baseline
 from searcher.study.spec import SEARCHABLE, StudySpec
-from searcher.verdict.curve import BudgetCurve
+from searcher.verdict.curve import plain_line
 from searcher.verdict.front import derived_metrics, pareto_front
 from searcher.views.terminal import accuracy_text, describe_schedule, times_text
 
@@ -145,13 +145,9 @@ def _pareto_figure(done: list[FrozenTrial], failed: list[FrozenTrial], shown: Sh
             key=lambda t: t.values[0],
         )
         name = BASELINE_NAME if len(devices) == 1 else f"{BASELINE_NAME} ({device})"
-        # The device's budget curve (best accuracy within a cost, as speedups read it); the
-        # measured points themselves until its full budget has completed.
-        curve = BudgetCurve.from_trials(points)
-        costs = curve.costs if curve else [t.values[0] for t in points]
-        accuracies = curve.accuracies if curve else [t.values[1] for t in points]
+        costs, accuracies = plain_line(points)  # the device's budget curve
         fig.add_scatter(
-            x=list(costs),
+            x=costs,
             y=[100 * a for a in accuracies],
             mode="lines",
             name=name,

@@ -132,10 +132,13 @@ def test_pruning_stops_the_epochs_and_marks_the_result() -> None:
     assert seen == [(1, True)] and result.stopped_early and len(result.history) == 1
 
 
-def test_bn_statistics_are_re_estimated_before_a_mostly_reduced_score() -> None:
+@pytest.mark.parametrize("step_inside", [False, True])
+def test_bn_statistics_are_re_estimated_before_a_mostly_reduced_score(step_inside) -> None:
     # bn="freeze": reduced steps leave the running statistics alone, so without re-estimation
-    # they would stay at their initial values (0 tracked batches).
-    result = train(_config(epochs=3, schedule=ALL_REDUCED.to_dict()))
+    # they would stay at their initial values (0 tracked batches). The optimiser may step
+    # after the step's block or within it (as Lightning does): re-estimation waits for both.
+    config = _config(epochs=3, schedule=ALL_REDUCED.to_dict(), params={"step_inside": step_inside})
+    result = train(config)
     assert result.reduced_steps == result.total_steps
     reports = [t for t in loops.BN_TRACE if t[0] == "report"]
     firsts = [t for t in loops.BN_TRACE if t[0] == "first step"]

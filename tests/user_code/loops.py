@@ -49,8 +49,12 @@ def good(ctx):
                     BN_TRACE.append(("first step", int(model.bn.num_batches_tracked),
                                      float(model.bn.running_mean.abs().sum())))  # fmt: skip
                 F.cross_entropy(model(x), y).backward()
-            opt.step()
-            opt.zero_grad()
+                if ctx.params.get("step_inside", False):  # as Lightning does: within the step
+                    opt.step()
+                    opt.zero_grad()
+            if not ctx.params.get("step_inside", False):
+                opt.step()
+                opt.zero_grad()
         BN_TRACE.append(("report", int(model.bn.num_batches_tracked),
                          float(model.bn.running_mean.abs().sum())))  # fmt: skip
         time.sleep(ctx.params.get("eval_sleep", 0.0))  # an evaluation, left out of the time
@@ -97,11 +101,16 @@ def never_steps(ctx):
         ctx.report(val_accuracy=0.5)
 
 
+def _forward_step(ctx, model: nn.Module) -> None:
+    """One step of the broken loops below: a forward pass on a blank batch, no learning."""
+    with ctx.step(model, torch.zeros(2, 3, 8, 8)) as x:
+        model(x)
+
+
 def never_reports(ctx):
     model = Net()
     for _ in ctx.epochs(1):
-        with ctx.step(model, torch.zeros(2, 3, 8, 8)) as x:
-            model(x)
+        _forward_step(ctx, model)
 
 
 def returns_at_once(ctx):
@@ -112,8 +121,7 @@ def cut_short(ctx):
     """Runs one epoch fewer than asked (as a loop that ignores ctx.epochs_total would)."""
     model = Net()
     for epoch in ctx.epochs(1):
-        with ctx.step(model, torch.zeros(2, 3, 8, 8)) as x:
-            model(x)
+        _forward_step(ctx, model)
         ctx.report(val_accuracy=0.5)
         if epoch == ctx.epochs_total - 1:
             break
@@ -122,8 +130,7 @@ def cut_short(ctx):
 def no_test(ctx):
     model = Net()
     for _ in ctx.epochs(1):
-        with ctx.step(model, torch.zeros(2, 3, 8, 8)) as x:
-            model(x)
+        _forward_step(ctx, model)
         ctx.report(val_accuracy=0.5)
 
 
