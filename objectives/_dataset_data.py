@@ -20,7 +20,7 @@ from objectives._dataset_cache import (
     pixels,
 )
 from objectives._errors import ConfigError
-from objectives._tensor_data import crop_flip, epoch_draws
+from objectives._tensor_data import Normalise, crop_flip, crop_padding, epoch_draws
 
 
 class _Order(torch.utils.data.Sampler):
@@ -95,7 +95,7 @@ class DatasetData(TrainingData):
         self.device = request.device
         self.augment = request.augment
         self.flip = request.flip
-        self.pad = max(1, int(min(height, width) / 8 + 0.5))
+        self.pad = crop_padding((height, width))
         self.eight_bit = train.eight_bit  # every split is read in the training split's units
         self.num_workers = request.num_workers
         self._collate = functools.partial(_collate, size=size, eight_bit=self.eight_bit)
@@ -107,8 +107,7 @@ class DatasetData(TrainingData):
         else:
             mean, std = torch.zeros(channels), torch.ones(channels)
         self.mean, self.std = mean.float(), std.float()
-        self._scale = (1.0 / self.std).view(1, -1, 1, 1).to(self.device)
-        self._shift = (-self.mean / self.std).view(1, -1, 1, 1).to(self.device)
+        self._normalise = Normalise(self.mean, self.std, self.device)
 
     def _batches(
         self, what: str, indices: list[int], batch_size: int, drop_last: bool
@@ -151,9 +150,6 @@ class DatasetData(TrainingData):
             if shifts is not None:
                 x = crop_flip(x, self.pad, shifts[part], None if flips is None else flips[part])
             yield self._normalise(x), y
-
-    def _normalise(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self._shift, x, self._scale)
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         return self._in_order("val", batch_size)

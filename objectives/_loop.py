@@ -32,19 +32,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from objectives._config import EpochRecord, TrainConfig, TrainResult
 from objectives._errors import ConfigError
 from objectives._imports import import_callable
-from objectives._reduce import batch_norms, downsample, reduced
+from objectives._reduce import downsample, reduced
 from objectives._schedule import Schedule
 from objectives._scheduled_steps import ScheduledSteps
 from objectives._step import (
     RECALIBRATION_BATCHES,
     _needs_bn_recalibration,
     counted_step_flops,
+    forward_flops,
     reestimate_bn,
+    saved_bn_statistics,
 )
 from objectives._train import _device_name, _versions, resolve_device
 
@@ -130,7 +131,8 @@ class RunContext:
         self._step_flops: dict[float, float] = {}
         self._recalibrate: set[int] | None = None  # epochs whose score needs BN re-estimation
         self._kept: deque[torch.Tensor] = deque(maxlen=RECALIBRATION_BATCHES)
-        self._saved_bn: list[dict[str, torch.Tensor]] | None = None
+        # Restores the BatchNorm statistics training had, after a score re-estimated them.
+        self._restore_bn: Callable[[], None] | None = None
 
     @property
     def total_steps(self) -> int | None:
@@ -249,10 +251,7 @@ class RunContext:
         return out
 
     def _on_step_begin(self, index: int, scale: float, x: torch.Tensor, model: nn.Module) -> None:
-        if self._saved_bn is not None:  # the statistics training had, back after the score
-            for norm, state in zip(batch_norms(model), self._saved_bn):
-                norm.load_state_dict(state)
-            self._saved_bn = None
+        self._restore_training_bn()
         if self._recalibrate is None:
             self._recalibrate = self._plan_recalibration(model, tuple(x.shape[-2:]))
         if self._sample is None:
@@ -267,19 +266,23 @@ class RunContext:
         self._epoch_reduced += scale > 1.0
 
     def _on_step_end(self, index: int) -> None:
+        if (index + 1) % self._per_epoch:
+            return  # not the epoch's last step
         self._clock.mark_end()
         epoch = index // self._per_epoch + 1
-        last = (index + 1) % self._per_epoch == 0
-        if not last or self._recalibrate is None or epoch not in self._recalibrate:
+        if self._recalibrate is None or epoch not in self._recalibrate:
             return
         model = self._model
         assert model is not None
         # Only so that this epoch's score means something: untimed, undone at the next step.
-        self._saved_bn = [
-            {k: v.clone() for k, v in m.state_dict().items()} for m in batch_norms(model)
-        ]
+        self._restore_bn = saved_bn_statistics(model)
         reestimate_bn(model, list(self._kept))
         self._kept.clear()
+
+    def _restore_training_bn(self) -> None:
+        if self._restore_bn is not None:
+            self._restore_bn()
+            self._restore_bn = None
 
     def _count_flops(self) -> tuple[float, float, float]:
         """Training FLOPs so far, a full step's and the largest reduced step's; each distinct
@@ -293,7 +296,7 @@ class RunContext:
         flops = sum(self._step_flops[s] * n for s, n in self._scales.items())
         reestimated = self._steps.bn_reestimation_batches if self._steps is not None else 0
         if reestimated:  # the final re-estimation is part of training
-            flops += reestimated * _forward_flops(model, x)
+            flops += reestimated * forward_flops(model, x)
         reduced_scales = [s for s in self._scales if s > 1.0]
         largest = self._step_flops[max(reduced_scales)] if reduced_scales else 0.0
         return flops, self._step_flops[1.0], largest
@@ -338,9 +341,7 @@ class RunContext:
                 f"ctx.test was true but {self._loop} did not call ctx.report_test(accuracy); "
                 "score the final model on the test split when ctx.test is set"
             )
-        if self._saved_bn is not None and self._model is not None:
-            for norm, state in zip(batch_norms(self._model), self._saved_bn):
-                norm.load_state_dict(state)
+        self._restore_training_bn()
         return self._result(stopped_early=self._stop)
 
 
@@ -367,19 +368,6 @@ def _user_step_flops(model: nn.Module, x: torch.Tensor, scale: float, schedule: 
             return _first_tensor(model(downsample(x, scale))).float().sum()
 
     return counted_step_flops(model, step)
-
-
-@torch.no_grad()
-def _forward_flops(model: nn.Module, x: torch.Tensor) -> float:
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    try:
-        with counter:
-            model(x)
-    finally:
-        model.train(was_training)
-    return float(counter.get_total_flops())
 
 
 def import_loop(path: str) -> Callable[[RunContext], Any]:

@@ -270,16 +270,26 @@ def _recalibrate_bn(stepper: _Stepper, data, batch_size: int, seed: int) -> None
     reestimate_bn(stepper.model, inputs, forward)
 
 
+def saved_bn_statistics(model: nn.Module) -> Callable[[], None]:
+    """A copy of every BatchNorm layer's running statistics; call the result to restore it."""
+    norms = batch_norms(model)
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+
+    def restore() -> None:
+        for m, state in zip(norms, saved):
+            m.load_state_dict(state)
+
+    return restore
+
+
 @contextlib.contextmanager
 def _bn_statistics_kept(model: nn.Module) -> Iterator[None]:
     """Restore every BatchNorm layer's running statistics on exit."""
-    norms = batch_norms(model)
-    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+    restore = saved_bn_statistics(model)
     try:
         yield
     finally:
-        for m, state in zip(norms, saved):
-            m.load_state_dict(state)
+        restore()
 
 
 def _step_with_lr_scale(optimizer: torch.optim.Optimizer, lr_scale: float) -> None:
@@ -348,16 +358,24 @@ def _count_flops(
     if reduced_scales:
         result.reduced_step_flops = per_scale[max(reduced_scales)]
     if recalibrations:
-        result.flops += recalibrations * RECALIBRATION_BATCHES * _forward_flops(stepper, x)
+        result.flops += (
+            recalibrations
+            * RECALIBRATION_BATCHES
+            * forward_flops(stepper.model, x, stepper.autocast)
+        )
 
 
 @torch.no_grad()
-def _forward_flops(stepper: _Stepper, x: torch.Tensor) -> float:
-    model = stepper.model
+def forward_flops(
+    model: nn.Module, x: torch.Tensor, autocast: contextlib.AbstractContextManager | None = None
+) -> float:
+    """FLOPs of one evaluation-mode forward pass of `model` on `x` (under `autocast`)."""
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
-    with counter, stepper.autocast:
-        model(x)
-    model.train(was_training)
+    try:
+        with counter, autocast or contextlib.nullcontext():
+            model(x)
+    finally:
+        model.train(was_training)
     return float(counter.get_total_flops())

@@ -114,6 +114,22 @@ def epoch_draws(
     return order, shifts, flips
 
 
+def crop_padding(image_size: tuple[int, int]) -> int:
+    """The crop's zero padding: 4 pixels for 32-pixel images, in proportion for other sizes."""
+    return max(1, int(min(image_size) / 8 + 0.5))
+
+
+class Normalise:
+    """Per-channel (x - mean) / std on the device, as one fused multiply-add."""
+
+    def __init__(self, mean: Tensor, std: Tensor, device: torch.device) -> None:
+        self._scale = (1.0 / std).view(1, -1, 1, 1).to(device)
+        self._shift = (-mean / std).view(1, -1, 1, 1).to(device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self._shift, x.float(), self._scale)
+
+
 def crop_flip(x: Tensor, pad: int, shifts: Tensor, flips: Tensor | None) -> Tensor:
     """Random crops of a zero-padded batch, mirrored where `flips`, in one gather.
 
@@ -159,19 +175,14 @@ class TensorData(TrainingData):
         self.streamed = self.train_images.device != self.device
         self.augment = augment
         self.flip = flip
-        # Pad 4 pixels for 32-pixel images, in proportion for other sizes.
-        self.pad = max(1, int(min(info.image_size) / 8 + 0.5))
+        self.pad = crop_padding(info.image_size)
         if self.train_images.dtype == torch.uint8:
             mean, std = _channel_stats(self.train_images)
         else:
             mean, std = torch.zeros(info.in_channels), torch.ones(info.in_channels)
         self.mean = mean
         self.std = std
-        self._scale = (1.0 / std).view(1, -1, 1, 1).to(self.device)
-        self._shift = (-mean / std).view(1, -1, 1, 1).to(self.device)
-
-    def _normalise(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self._shift, x.float(), self._scale)
+        self._normalise = Normalise(mean, std, self.device)
 
     def train_batches(
         self, batch_size: int, generator: torch.Generator
